@@ -1,0 +1,190 @@
+"""The `imagerec` command: parses arguments and calls the Python API; nothing else lives here.
+
+User mistakes (UserError, bad options) print one line `imagerec: error: ...` and exit 2.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse prints usage + error; users asked for one clear line
+        print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _positive_int(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _add_data_options(parser) -> None:
+    parser.add_argument("--data", default="cifar10",
+                        help="'cifar10' (Keras download, the default), an image folder with train/<class>/ "
+                             "[and test/<class>/], a .tar.gz/.tgz/.zip of one, cifar-10-python.tar.gz, "
+                             "or a cifar-10-batches-py folder")
+    parser.add_argument("--val-split", type=_fraction, default=0.2,
+                        help="fraction of each class held out as the test split when the data has no test/ "
+                             "(default 0.2)")
+    parser.add_argument("--seed", type=_int, default=0, help="random seed (default 0)")
+    parser.add_argument("--cache-dir", default=None,
+                        help="where decoded arrays and extracted archives are cached "
+                             "(default $IMAGEREC_CACHE or ~/.cache/imagerec)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="imagerec", description="Train, evaluate and use image classifiers (TensorFlow/Keras).")
+    parser.add_argument("--version", action="version", version=_version())
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    train = commands.add_parser("train", help="train a recipe and write a run directory")
+    train.add_argument("--recipe", default="seed", help="training recipe (default: seed)")
+    _add_data_options(train)
+    train.add_argument("--out", default=None, help="run directory (default runs/<timestamp>)")
+    train.add_argument("--epochs", type=_non_negative_int, default=None,
+                       help="epochs of phase 1, original images (seed: 10)")
+    train.add_argument("--aug-epochs", type=_non_negative_int, default=None,
+                       help="epochs of phase 2, with shift/flip augmentation (seed: 5)")
+    train.add_argument("--batch-size", type=_positive_int, default=None, help="images per step (seed: 32)")
+    train.add_argument("--learning-rate", type=_positive_float, default=None, help="Adam step size (seed: 0.001)")
+    train.add_argument("--model", default=None, help="override the recipe's model (e.g. 'tiny' for a smoke test)")
+
+    evaluate = commands.add_parser("evaluate", help="test accuracy and loss of a saved model")
+    evaluate.add_argument("model", help="a .keras, .h5 or .weights.h5 file, a SavedModel folder or a run directory")
+    _add_data_options(evaluate)
+    evaluate.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+    predict = commands.add_parser("predict", help="top-k labels for image files or folders")
+    predict.add_argument("model", help="a .keras, .h5 or .weights.h5 file, a SavedModel folder or a run directory")
+    predict.add_argument("paths", nargs="+", help="image files or folders (searched recursively)")
+    predict.add_argument("--top-k", type=_positive_int, default=5, help="labels per image (default 5)")
+    predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return parser
+
+
+def _version() -> str:
+    from imagerec import __version__
+
+    return f"imagerec {__version__}"
+
+
+def main(argv=None) -> int:
+    arguments = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TensorFlow's C++ start-up chatter
+    from imagerec.errors import UserError
+
+    try:
+        return {"train": _train, "evaluate": _evaluate, "predict": _predict}[arguments.command](arguments)
+    except UserError as error:
+        print(f"imagerec: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("imagerec: interrupted", file=sys.stderr)
+        return 130
+
+
+def _load_data(arguments, image_size=(32, 32)):
+    from imagerec import data
+
+    return data.load_dataset(arguments.data, image_size=image_size, val_split=arguments.val_split,
+                             seed=arguments.seed, cache_dir=arguments.cache_dir)
+
+
+def _train(arguments) -> int:
+    from imagerec import recipes
+
+    recipe = recipes.get_recipe(arguments.recipe, plain_epochs=arguments.epochs,
+                                augmented_epochs=arguments.aug_epochs, batch_size=arguments.batch_size,
+                                learning_rate=arguments.learning_rate, model=arguments.model)
+    from imagerec import train  # after the cheap checks: importing TensorFlow takes seconds
+
+    train._prepare_run_dir(arguments.out or train.default_run_dir())  # fail before decoding, not after
+    dataset = _load_data(arguments)
+    print(f"imagerec: {dataset.source}: {len(dataset.y_train)} train / {len(dataset.y_test)} test images, "
+          f"{dataset.num_classes} classes; recipe {recipe.name} ({recipe.total_epochs} epochs)", flush=True)
+    result = train.train(dataset, recipe, arguments.out or None, seed=arguments.seed)
+    metrics = result.metrics
+    print(f"imagerec: test accuracy {metrics['test_accuracy']:.4f}, loss {metrics['test_loss']:.4f}; "
+          f"trained in {metrics['train_wall_s']:.0f} s; run directory {result.run_dir}")
+    return 0
+
+
+def _evaluate(arguments) -> int:
+    from imagerec import evaluate, saving
+    from imagerec.errors import UserError
+
+    classifier = saving.load_model(arguments.model)
+    dataset = _load_data(arguments, image_size=classifier.input_shape[:2])
+    if dataset.num_classes != len(classifier.class_names):
+        raise UserError(f"the data has {dataset.num_classes} classes but the model predicts "
+                        f"{len(classifier.class_names)}")
+    result = evaluate.evaluate(classifier, dataset.x_test, dataset.y_test)
+    result.update({"model": str(arguments.model), "format": classifier.format, "data": dataset.source})
+    if arguments.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"{arguments.model} ({classifier.format}): test accuracy {result['accuracy']:.4f}, "
+              f"loss {result['loss']:.4f} on {result['count']} images of {dataset.source}")
+    return 0
+
+
+def _predict(arguments) -> int:
+    from imagerec import evaluate, saving
+
+    classifier = saving.load_model(arguments.model)
+    predictions, errors = evaluate.predict_files(classifier, arguments.paths, top_k=arguments.top_k)
+    if arguments.json:
+        print(json.dumps({"predictions": predictions, "errors": errors}, indent=2))
+    else:
+        _print_table(predictions)
+    for error in errors:
+        print(f"imagerec: skipped {error['path']}: {error['error']}", file=sys.stderr)
+    if not predictions:
+        print("imagerec: error: none of the files is a readable image", file=sys.stderr)
+        return 2
+    return 1 if errors else 0
+
+
+def _print_table(predictions) -> None:
+    width = max(len(item["path"]) for item in predictions) if predictions else 0
+    for item in predictions:
+        labels = "  ".join(f"{top['label']} {100 * top['probability']:5.1f}%" for top in item["top"])
+        print(f"{item['path']:<{width}}  {labels}")

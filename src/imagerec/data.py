@@ -1,0 +1,458 @@
+"""Data: every supported source becomes the same in-memory `Dataset` of uint8 images.
+
+Sources (see `load_dataset`): Keras' CIFAR-10 download, an image-folder tree `train/<class>/*` (+ `test/`),
+a `.tar.gz`/`.tgz`/`.zip` of such a tree, and the official CIFAR-10 python pickles. Folders are decoded
+once with Pillow and cached as uint8 arrays keyed by what is on disk, so later runs start in seconds.
+Data flows one way from here: arrays → `tf.data` (train) → model. Nothing in this module knows a model.
+"""
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import pickle
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from imagerec import fileio
+from imagerec.errors import UserError
+
+CACHE_FORMAT_VERSION = 1  # bump when decoding changes, so old caches are not reused
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".zip")
+# Used only when Keras' downloaded copy does not expose batches.meta; folders and pickles name their own.
+CIFAR10_CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer",
+                       "dog", "frog", "horse", "ship", "truck")
+MAX_SKIPPED_LISTED = 20  # how many skipped files a Dataset keeps by name
+
+
+@dataclasses.dataclass
+class Dataset:
+    """Images as uint8 arrays of shape (N, height, width, 3) and int32 labels of shape (N,)."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: tuple
+    source: str
+    skipped_count: int = 0
+    skipped: list = dataclasses.field(default_factory=list)  # first few {"path", "reason"}
+    test_split: str = "test"  # "test" (given by the source) or "val-split <fraction>"
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def image_shape(self) -> tuple:
+        return tuple(self.x_train.shape[1:])
+
+    def summary(self) -> dict:
+        """What a run records about its data (JSON-ready)."""
+        return {
+            "source": self.source,
+            "class_names": list(self.class_names),
+            "train_count": int(len(self.y_train)),
+            "test_count": int(len(self.y_test)),
+            "test_split": self.test_split,
+            "image_shape": list(self.image_shape),
+            "skipped_count": self.skipped_count,
+            "skipped": self.skipped,
+        }
+
+
+class ImageDecodeError(UserError):
+    """A file that is not a readable image."""
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("IMAGEREC_CACHE", Path.home() / ".cache" / "imagerec"))
+
+
+def decode_image(source, image_size=(32, 32)) -> np.ndarray:
+    """Decode a path, bytes or file object into a uint8 RGB array of shape (height, width, 3).
+
+    Grayscale, palette, CMYK, 16-bit and transparent images become RGB (transparency over white);
+    EXIF rotation is applied; any size is resized to `image_size` (height, width).
+    Raises ImageDecodeError for anything Pillow cannot fully decode (truncated, not an image, too large).
+    """
+    if isinstance(source, bytes):
+        source = io.BytesIO(source)
+    try:
+        with Image.open(source) as image:
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            rgb = _to_rgb(image)
+            height, width = image_size
+            if rgb.size != (width, height):
+                rgb = rgb.resize((width, height), Image.Resampling.BILINEAR)
+            return np.asarray(rgb, dtype=np.uint8)
+    # Untrusted files fail in many ways (OSError, SyntaxError, DecompressionBombError, struct.error...).
+    except Exception as error:  # noqa: BLE001
+        raise ImageDecodeError(_describe_decode_error(error)) from error
+
+
+def _describe_decode_error(error: Exception) -> str:
+    if isinstance(error, Image.UnidentifiedImageError):
+        return "not an image"
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return text[:200]
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # Pillow's own I;16 → RGB conversion clips at 255; keep the top 8 of 16 bits instead.
+        pixels = np.clip(np.asarray(image, dtype=np.int64), 0, 65535) >> 8
+        image = Image.fromarray(pixels.astype(np.uint8), mode="L")
+    elif image.mode == "F":
+        image = Image.fromarray(np.clip(np.asarray(image), 0, 255).astype(np.uint8), mode="L")
+    has_alpha = "A" in image.getbands() or (image.mode == "P" and "transparency" in image.info)
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return image.convert("RGB")
+
+
+def load_dataset(source: str = "cifar10", image_size=(32, 32), val_split: float = 0.2,
+                 seed: int = 0, cache_dir=None, progress: bool = True) -> Dataset:
+    """Load a dataset from `source` as uint8 arrays.
+
+    `source` is "cifar10" (Keras download), an image-folder tree with `train/<class>/` and optionally
+    `test/<class>/`, an archive (.tar.gz, .tgz, .zip) of such a tree, the official
+    `cifar-10-python.tar.gz`, or an extracted `cifar-10-batches-py` folder. Without a test split,
+    `val_split` of each class (stratified, seeded) becomes the test split. Raises UserError.
+    """
+    image_size = tuple(image_size)
+    if not 0 < val_split < 1:
+        raise UserError(f"--val-split must be between 0 and 1 (exclusive), got {val_split}")
+    if source == "cifar10":
+        dataset = _load_keras_cifar10(image_size)
+    else:
+        cache = Path(cache_dir) if cache_dir else default_cache_dir()
+        dataset = _load_path(Path(source).expanduser(), image_size, cache, progress)
+    if len(dataset.y_test) == 0:
+        dataset = _split_off_test(dataset, val_split, seed)
+    return dataset
+
+
+def _load_path(path: Path, image_size, cache: Path, progress: bool) -> Dataset:
+    if not path.exists():
+        raise UserError(f"data path does not exist: {path}")
+    if path.is_dir():
+        if _is_cifar_pickle_folder(path):
+            return _load_cifar_pickle_folder(path, image_size)
+        return _load_folder_cached(_find_tree_root(path), image_size, cache, progress, label=str(path))
+    if not path.name.lower().endswith(ARCHIVE_SUFFIXES):
+        raise UserError(f"--data must be a folder or a .tar.gz/.tgz/.zip archive, got {path}")
+    if path.name.lower().endswith((".tar.gz", ".tgz")) and _is_cifar_pickle_tar(path):
+        return _load_cifar_pickle_tar(path, image_size)
+    extracted = _extract_archive(path, cache)
+    return _load_folder_cached(_find_tree_root(extracted), image_size, cache, progress, label=str(path))
+
+
+# ---------------------------------------------------------------- Keras' CIFAR-10 download
+
+def _load_keras_cifar10(image_size) -> Dataset:
+    import keras  # deferred: importing Keras costs seconds that folder users need not pay
+
+    keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
+    try:
+        (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()
+    except Exception as error:  # Keras raises a bare Exception for a failed download
+        raise UserError(
+            f"could not download CIFAR-10 ({str(error).splitlines()[0][:120]}); offline, pass "
+            f"--data PATH (an image folder, an archive or cifar-10-python.tar.gz), or place the official "
+            f"cifar-10-python.tar.gz at {keras_home}/datasets/cifar-10-batches-py-target_archive"
+        ) from error
+    metas = sorted(keras_home.glob("datasets/**/batches.meta"))
+    class_names = _read_cifar_meta(metas[0].read_bytes()) if metas else CIFAR10_CLASS_NAMES
+    return Dataset(_resize_all(x_train, image_size), y_train.reshape(-1).astype(np.int32),
+                   _resize_all(x_test, image_size), y_test.reshape(-1).astype(np.int32),
+                   tuple(class_names), source="cifar10 (keras.datasets)")
+
+
+def _resize_all(images: np.ndarray, image_size) -> np.ndarray:
+    if images.shape[1:3] == tuple(image_size):
+        return images
+    height, width = image_size
+    return np.stack([np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR))
+                     for image in images])
+
+
+# ---------------------------------------------------------------- official CIFAR-10 pickles
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles CIFAR-10 batches only: pickle runs code, so allow nothing but numpy arrays.
+
+    Written by hand because Keras' own batch loader is private API (keras.src.datasets.cifar).
+    """
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype")}
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a CIFAR-10 batch")
+        return super().find_class(module, name)
+
+
+def _unpickle(data: bytes) -> dict:
+    try:
+        loaded = _CifarUnpickler(io.BytesIO(data), encoding="bytes").load()
+    except Exception as error:  # noqa: BLE001 - a corrupt pickle can fail in any way
+        raise UserError(f"corrupt CIFAR-10 batch file: {error}") from error
+    if not isinstance(loaded, dict):
+        raise UserError("corrupt CIFAR-10 batch file: not a dictionary")
+    return {key.decode() if isinstance(key, bytes) else key: value for key, value in loaded.items()}
+
+
+def _read_cifar_meta(data: bytes) -> list:
+    names = _unpickle(data).get("label_names")
+    if not names:
+        raise UserError("batches.meta has no label_names")
+    return [name.decode() if isinstance(name, bytes) else str(name) for name in names]
+
+
+def _read_cifar_batch(data: bytes):
+    batch = _unpickle(data)
+    try:
+        images = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        labels = np.asarray(batch["labels"], dtype=np.int32)
+    except (KeyError, ValueError) as error:
+        raise UserError(f"corrupt CIFAR-10 batch file: {error}") from error
+    return images, labels
+
+
+def _assemble_cifar(files: dict, image_size, source: str) -> Dataset:
+    """`files` maps member base names (data_batch_1..5, test_batch, batches.meta) to bytes."""
+    missing = [name for name in ("batches.meta", "test_batch") if name not in files]
+    train_names = sorted(name for name in files if name.startswith("data_batch_"))
+    if missing or not train_names:
+        raise UserError(f"{source} is not a complete CIFAR-10 python archive (missing "
+                        f"{', '.join(missing) or 'data_batch_*'})")
+    train = [_read_cifar_batch(files[name]) for name in train_names]
+    x_test, y_test = _read_cifar_batch(files["test_batch"])
+    return Dataset(_resize_all(np.concatenate([images for images, _ in train]), image_size),
+                   np.concatenate([labels for _, labels in train]),
+                   _resize_all(x_test, image_size), y_test,
+                   tuple(_read_cifar_meta(files["batches.meta"])), source=source)
+
+
+def _is_cifar_pickle_folder(path: Path) -> bool:
+    return (path / "batches.meta").is_file() and any(path.glob("data_batch_*"))
+
+
+def _load_cifar_pickle_folder(path: Path, image_size) -> Dataset:
+    files = {child.name: child.read_bytes() for child in path.iterdir()
+             if child.name == "batches.meta" or child.name == "test_batch"
+             or child.name.startswith("data_batch_")}
+    return _assemble_cifar(files, image_size, source=str(path))
+
+
+def _is_cifar_pickle_tar(path: Path) -> bool:
+    try:
+        with tarfile.open(path, "r:*") as archive:
+            for member in archive:
+                return member.name.rstrip("/").split("/")[0] == "cifar-10-batches-py"
+    except (tarfile.TarError, OSError, EOFError) as error:
+        raise UserError(f"cannot read archive {path}: {error}") from error
+    return False
+
+
+def _load_cifar_pickle_tar(path: Path, image_size) -> Dataset:
+    files = {}
+    try:
+        with tarfile.open(path, "r:*") as archive:
+            for member in archive:
+                name = Path(member.name).name
+                if member.isfile() and (name in ("batches.meta", "test_batch")
+                                        or name.startswith("data_batch_")):
+                    files[name] = archive.extractfile(member).read()
+    except (tarfile.TarError, OSError, EOFError) as error:
+        raise UserError(f"cannot read archive {path}: {error}") from error
+    return _assemble_cifar(files, image_size, source=str(path))
+
+
+# ---------------------------------------------------------------- archives of image folders
+
+def _file_key(path: Path) -> str:
+    stat = path.stat()
+    return hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+
+
+def _extract_archive(path: Path, cache: Path) -> Path:
+    """Extract once into the cache (keyed by path, size, mtime); later calls reuse the folder."""
+    target = cache / "extracted" / f"{path.name}-{_file_key(path)}"
+    if target.is_dir():
+        return target
+    print(f"imagerec: extracting {path} to {target}", file=sys.stderr)
+    try:
+        with fileio.atomic_path(target) as temporary:
+            temporary.mkdir()
+            if path.name.lower().endswith(".zip"):
+                with zipfile.ZipFile(path) as archive:
+                    archive.extractall(temporary)  # zipfile strips absolute and ".." parts itself
+            else:
+                with tarfile.open(path, "r:*") as archive:
+                    archive.extractall(temporary, filter="data")  # refuses links/paths out of the folder
+    except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as error:
+        raise UserError(f"cannot extract archive {path}: {error}") from error
+    return target
+
+
+def _find_tree_root(path: Path) -> Path:
+    """The folder holding `train/`: the path itself, or its single top-level folder (archives often add one)."""
+    if (path / "train").is_dir():
+        return path
+    children = [child for child in path.iterdir() if child.is_dir() and not child.name.startswith(".")]
+    if len(children) == 1 and (children[0] / "train").is_dir():
+        return children[0]
+    if len(children) == 1 and _is_cifar_pickle_folder(children[0]):
+        raise UserError(f"{path} holds CIFAR-10 pickles: pass {children[0]} as --data")
+    raise UserError(f"{path} has no train/ folder: expected train/<class>/*.jpg (and optionally test/<class>/)")
+
+
+# ---------------------------------------------------------------- image-folder trees
+
+def _list_tree(root: Path):
+    """Class names (sorted train/ sub-folders) and, per split, the files with their class index."""
+    class_names = sorted(child.name for child in (root / "train").iterdir()
+                         if child.is_dir() and not child.name.startswith("."))
+    if not class_names:
+        raise UserError(f"{root / 'train'} has no class folders: expected train/<class>/<image files>")
+    splits = {}
+    for split in ("train", "test"):
+        if not (root / split).is_dir():
+            continue
+        unknown = sorted(child.name for child in (root / split).iterdir()
+                         if child.is_dir() and child.name not in class_names and not child.name.startswith("."))
+        if unknown:
+            raise UserError(f"{root / split} has classes not in train/: {', '.join(unknown[:5])}")
+        splits[split] = [(file, index) for index, name in enumerate(class_names)
+                         for file in _files_under(root / split / name)]
+    return class_names, splits
+
+
+def _files_under(folder: Path) -> list:
+    if not folder.is_dir():
+        return []
+    return sorted(path for path in folder.rglob("*")
+                  if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts))
+
+
+def _tree_key(root: Path, splits: dict, image_size) -> str:
+    digest = hashlib.sha256(f"v{CACHE_FORMAT_VERSION}|{root.resolve()}|{image_size}".encode())
+    for split, files in splits.items():
+        for file, label in files:
+            stat = file.stat()
+            digest.update(f"{split}|{file.relative_to(root)}|{label}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:24]
+
+
+def _load_folder_cached(root: Path, image_size, cache: Path, progress: bool, label: str) -> Dataset:
+    class_names, splits = _list_tree(root)
+    cache_file = cache / "decoded" / f"{_tree_key(root, splits, image_size)}.npz"
+    if cache_file.is_file():
+        try:
+            return _read_cache(cache_file, label)
+        except (OSError, ValueError, KeyError):
+            pass  # unreadable cache: decode again and overwrite it
+    dataset = _decode_tree(class_names, splits, image_size, progress, label)
+    _write_cache(cache_file, dataset)
+    return dataset
+
+
+def _decode_tree(class_names, splits, image_size, progress: bool, label: str) -> Dataset:
+    arrays, skipped = {}, []
+    total = sum(len(files) for files in splits.values())
+    done = 0
+    for split in ("train", "test"):
+        images, labels = [], []
+        for file, class_index in splits.get(split, []):
+            try:
+                images.append(decode_image(file, image_size))
+                labels.append(class_index)
+            except ImageDecodeError as error:
+                skipped.append({"path": str(file), "reason": str(error)})
+            done += 1
+            if progress:
+                _show_progress(done, total, f"decoding {label}")
+        arrays[split] = _stack(images, labels, image_size)
+        _check_every_class_present(class_names, arrays[split][1], split, present=split in splits)
+    _warn_skipped(skipped)
+    return Dataset(*arrays["train"], *arrays["test"], tuple(class_names), source=label,
+                   skipped_count=len(skipped), skipped=skipped[:MAX_SKIPPED_LISTED])
+
+
+def _stack(images, labels, image_size):
+    if not images:
+        return np.zeros((0, *image_size, 3), np.uint8), np.zeros((0,), np.int32)
+    return np.stack(images), np.asarray(labels, np.int32)
+
+
+def _check_every_class_present(class_names, labels, split, present: bool) -> None:
+    if not present:
+        return
+    if len(labels) == 0:
+        raise UserError(f"no readable images in {split}/")
+    counts = np.bincount(labels, minlength=len(class_names))
+    empty = [name for name, count in zip(class_names, counts) if count == 0]
+    if split == "train" and empty:
+        raise UserError(f"class folder(s) with no readable images in train/: {', '.join(empty[:5])}")
+
+
+def _warn_skipped(skipped: list) -> None:
+    if not skipped:
+        return
+    listed = "; ".join(f"{item['path']} ({item['reason']})" for item in skipped[:3])
+    more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+    print(f"imagerec: warning: skipped {len(skipped)} unreadable file(s): {listed}{more}", file=sys.stderr)
+
+
+def _show_progress(done: int, total: int, label: str) -> None:
+    """A one-line bar on a terminal; a line every 10% in logs (a bar would fill a log with noise)."""
+    if sys.stderr.isatty():
+        if done == total or done % 200 == 0:
+            filled = 30 * done // total
+            print(f"\r{label} [{'=' * filled}{'.' * (30 - filled)}] {done}/{total}",
+                  end="\n" if done == total else "", file=sys.stderr, flush=True)
+    elif done == total or done % max(1, total // 10) == 0:
+        print(f"{label}: {done}/{total} files", file=sys.stderr, flush=True)
+
+
+def _write_cache(cache_file: Path, dataset: Dataset) -> None:
+    meta = {"class_names": list(dataset.class_names), "skipped_count": dataset.skipped_count,
+            "skipped": dataset.skipped}
+    with fileio.atomic_path(cache_file, suffix=".npz") as temporary:
+        np.savez(temporary, x_train=dataset.x_train, y_train=dataset.y_train, x_test=dataset.x_test,
+                 y_test=dataset.y_test, meta=np.array(json.dumps(meta)))
+
+
+def _read_cache(cache_file: Path, label: str) -> Dataset:
+    with np.load(cache_file, allow_pickle=False) as arrays:
+        meta = json.loads(str(arrays["meta"]))
+        return Dataset(arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
+                       tuple(meta["class_names"]), source=label, skipped_count=meta["skipped_count"],
+                       skipped=meta["skipped"])
+
+
+# ---------------------------------------------------------------- split
+
+def _split_off_test(dataset: Dataset, val_split: float, seed: int) -> Dataset:
+    from sklearn.model_selection import train_test_split
+
+    try:
+        x_train, x_test, y_train, y_test = train_test_split(
+            dataset.x_train, dataset.y_train, test_size=val_split, random_state=seed,
+            stratify=dataset.y_train)
+    except ValueError as error:
+        raise UserError(f"cannot split off a test set with --val-split {val_split}: {error}") from error
+    return dataclasses.replace(dataset, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
+                               test_split=f"val-split {val_split}")

@@ -1,0 +1,69 @@
+"""Atomic file writes: an interrupted run never leaves a half-written file.
+
+Every artefact is written under a temporary name in its final folder, flushed to disk, then renamed over
+the final name with `os.replace` (atomic on POSIX): readers see the old file or the new one, never a part.
+"""
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+
+def _fsync_path(path: Path) -> None:
+    if path.is_dir():
+        for child in path.rglob("*"):
+            if child.is_file():
+                _fsync_path(child)
+        return
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+@contextlib.contextmanager
+def atomic_path(final_path, suffix: str = ""):
+    """Yield a temporary path beside `final_path`; on success move it into place atomically.
+
+    `suffix` is kept at the end of the temporary name because Keras picks the format from it
+    (`.keras`, `.h5`, `.weights.h5`). Works for files and for directories (a SavedModel).
+    On failure the temporary is removed and the previous `final_path`, if any, is left untouched.
+    """
+    final_path = Path(final_path)
+    final_path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f".{final_path.name}.", suffix=".tmp" + suffix,
+                                    dir=final_path.parent)
+    os.close(handle)
+    temporary = Path(name)
+    temporary.unlink()  # writers such as model.export want to create the path themselves
+    try:
+        yield temporary
+        _fsync_path(temporary)
+        _replace(temporary, final_path)
+    finally:
+        if temporary.is_dir():
+            shutil.rmtree(temporary, ignore_errors=True)
+        elif temporary.exists():
+            temporary.unlink()
+
+
+def _replace(temporary: Path, final_path: Path) -> None:
+    # os.replace cannot put a directory over a non-empty directory: move the old one aside first.
+    if temporary.is_dir() and final_path.exists():
+        old = final_path.with_name(f".{final_path.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final_path, old)
+        os.replace(temporary, final_path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(temporary, final_path)
+
+
+def write_text(path, text: str) -> None:
+    with atomic_path(path) as temporary:
+        temporary.write_text(text, encoding="utf-8")
+
+
+def write_json(path, data) -> None:
+    write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")

@@ -1,0 +1,191 @@
+"""Saving a trained model in every format of the original tutorial, and loading any of them back.
+
+Files in a run directory (names kept from the tutorial):
+  model.keras                    Keras 3 native format (architecture + weights + optimiser state)
+  imagerecognition_tf_cifar.h5   legacy HDF5 full model
+  gfgModelWeights.weights.h5     weights only (Keras 3 requires the `.weights.h5` suffix; the tutorial's
+                                 `gfgModelWeights` checkpoint); rebuilt from model.json when loaded
+  saved_model/my_model/          TF SavedModel via `model.export`, endpoint `serving_default`
+  model.json                     architecture name, input shape and class names for all of the above
+All take raw 0-255 RGB pixels and return class probabilities. Every file is written atomically.
+"""
+
+import dataclasses
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from imagerec import fileio, models
+from imagerec.errors import UserError
+
+KERAS_FILE = "model.keras"
+H5_FILE = "imagerecognition_tf_cifar.h5"
+WEIGHTS_FILE = "gfgModelWeights.weights.h5"
+SAVED_MODEL_DIR = "saved_model/my_model"
+MODEL_INFO_FILE = "model.json"
+
+
+@dataclasses.dataclass
+class Classifier:
+    """A loaded model of any format: raw uint8 images in, class probabilities out."""
+
+    path: str
+    format: str  # "keras", "h5", "weights" or "savedmodel"
+    class_names: tuple
+    input_shape: tuple  # (height, width, channels)
+    _predict_batch: object  # float32 (N, H, W, C) → probabilities (N, num_classes)
+    keras_model: object = None  # the keras.Model, for formats that have one
+
+    def predict_proba(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Probabilities (N, num_classes) float32 for uint8/float images (N, H, W, C) in 0-255."""
+        images = np.asarray(images)
+        if images.ndim != 4 or tuple(images.shape[1:]) != tuple(self.input_shape):
+            raise UserError(f"images of shape {images.shape[1:]} do not fit the model's input {self.input_shape}")
+        outputs = [np.asarray(self._predict_batch(images[start:start + batch_size].astype(np.float32)))
+                   for start in range(0, len(images), batch_size)]
+        if not outputs:
+            return np.zeros((0, len(self.class_names)), np.float32)
+        return np.concatenate(outputs).astype(np.float32)
+
+
+def save_model_files(model, run_dir, class_names, model_name: str) -> dict:
+    """Write the model in every format under `run_dir`; returns {format: path relative to run_dir}."""
+    run_dir = Path(run_dir)
+    with fileio.atomic_path(run_dir / KERAS_FILE, suffix=".keras") as temporary:
+        model.save(temporary)
+    with warnings.catch_warnings(), fileio.atomic_path(run_dir / H5_FILE, suffix=".h5") as temporary:
+        warnings.simplefilter("ignore")  # "HDF5 is legacy": the tutorial's format, written on purpose
+        _quiet_keras_logging(lambda: model.save(temporary))
+    with fileio.atomic_path(run_dir / WEIGHTS_FILE, suffix=".weights.h5") as temporary:
+        model.save_weights(temporary)
+    with fileio.atomic_path(run_dir / SAVED_MODEL_DIR) as temporary:
+        model.export(str(temporary), format="tf_saved_model", verbose=False)
+    info = {"model": model_name, "input_shape": list(model.input_shape[1:]), "class_names": list(class_names)}
+    fileio.write_json(run_dir / MODEL_INFO_FILE, info)
+    return {"keras": KERAS_FILE, "h5": H5_FILE, "weights": WEIGHTS_FILE, "savedmodel": SAVED_MODEL_DIR,
+            "info": MODEL_INFO_FILE}
+
+
+def _quiet_keras_logging(action):
+    import absl.logging
+
+    previous = absl.logging.get_verbosity()
+    absl.logging.set_verbosity(absl.logging.ERROR)
+    try:
+        return action()
+    finally:
+        absl.logging.set_verbosity(previous)
+
+
+def load_model(path) -> Classifier:
+    """Load a model file or folder written by imagerec (or any Keras image classifier).
+
+    Accepts `.keras`, `.h5`, `.weights.h5` (needs the run's model.json beside it) and a SavedModel
+    folder. Raises UserError for a missing, corrupt or non-image model.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise UserError(f"model path does not exist: {path}")
+    if path.is_dir() and (path / "saved_model.pb").is_file():
+        return _load_saved_model(path)
+    if path.is_dir() and (path / KERAS_FILE).is_file():
+        return load_model(path / KERAS_FILE)  # a run directory: use its native-format model
+    name = path.name.lower()
+    if name.endswith(".weights.h5"):
+        return _load_weights(path)
+    if name.endswith((".keras", ".h5", ".hdf5")):
+        return _load_keras(path, "keras" if name.endswith(".keras") else "h5")
+    raise UserError(f"{path} is not a model: expected a .keras, .h5 or .weights.h5 file, "
+                    f"a SavedModel folder or a run directory")
+
+
+def _find_model_info(path: Path):
+    """model.json of the run that wrote `path` (it sits up to two folders above a SavedModel)."""
+    for folder in list(path.parents)[:3]:
+        candidate = folder / MODEL_INFO_FILE
+        if candidate.is_file():
+            try:
+                return json.loads(candidate.read_text())
+            except (OSError, ValueError):
+                return None
+    return None
+
+
+def _class_names(path: Path, num_classes: int) -> tuple:
+    info = _find_model_info(path)
+    if info and len(info.get("class_names", [])) == num_classes:
+        return tuple(info["class_names"])
+    return tuple(f"class_{index}" for index in range(num_classes))
+
+
+def _image_input_shape(shape, path: Path) -> tuple:
+    shape = tuple(shape)
+    if len(shape) != 4 or shape[-1] != 3 or None in shape[1:]:
+        raise UserError(f"{path} is not an image classifier: its input shape is {shape}, "
+                        f"expected (batch, height, width, 3)")
+    return tuple(int(size) for size in shape[1:])
+
+
+def _from_keras_model(model, path: Path, format_name: str) -> Classifier:
+    if len(model.inputs) != 1:
+        raise UserError(f"{path} has {len(model.inputs)} inputs; an image classifier has one")
+    input_shape = _image_input_shape(model.inputs[0].shape, path)
+    num_classes = int(model.outputs[0].shape[-1])
+    return Classifier(str(path), format_name, _class_names(path, num_classes), input_shape,
+                      lambda batch: model(batch, training=False), keras_model=model)
+
+
+def _load_keras(path: Path, format_name: str) -> Classifier:
+    import keras
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = keras.saving.load_model(path, safe_mode=True, compile=False)  # inference only
+    except Exception as error:  # noqa: BLE001 - corrupt files fail in many ways inside h5py/zipfile
+        raise UserError(f"cannot load model {path}: {_first_line(error)}") from error
+    return _from_keras_model(model, path, format_name)
+
+
+def _load_weights(path: Path) -> Classifier:
+    info = _find_model_info(path)
+    if not info:
+        raise UserError(f"{path} holds weights only; its run's {MODEL_INFO_FILE} (architecture and classes) "
+                        f"was not found beside it")
+    model = models.build_model(info["model"], len(info["class_names"]), info["input_shape"])
+    try:
+        model.load_weights(path)
+    except Exception as error:  # noqa: BLE001
+        raise UserError(f"cannot load weights {path}: {_first_line(error)}") from error
+    return _from_keras_model(model, path, "weights")
+
+
+def _load_saved_model(path: Path) -> Classifier:
+    import tensorflow as tf
+
+    try:
+        loaded = tf.saved_model.load(str(path))
+        signature = loaded.signatures["serving_default"]
+    except Exception as error:  # noqa: BLE001
+        raise UserError(f"cannot load SavedModel {path}: {_first_line(error)}") from error
+    input_specs = signature.structured_input_signature[1]
+    if len(input_specs) != 1:
+        raise UserError(f"{path} has {len(input_specs)} inputs; an image classifier has one")
+    (input_name, spec), = input_specs.items()
+    input_shape = _image_input_shape(spec.shape, path)
+    output_name = sorted(signature.structured_outputs)[0]
+    num_classes = int(signature.structured_outputs[output_name].shape[-1])
+
+    def predict_batch(batch):
+        return signature(**{input_name: tf.constant(batch, dtype=spec.dtype)})[output_name]
+
+    classifier = Classifier(str(path), "savedmodel", _class_names(path, num_classes), input_shape, predict_batch)
+    classifier._loaded = loaded  # keep the trackable object alive as long as its signature is used
+    return classifier
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return (text[0] if text else type(error).__name__)[:200]

@@ -195,7 +195,8 @@ class _CifarUnpickler(pickle.Unpickler):
     """
 
     ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype")}
+               ("numpy", "ndarray"), ("numpy", "dtype"),
+               ("_codecs", "encode")}  # how protocol-2 pickles spell bytes; harmless
 
     def find_class(self, module, name):
         if (module, name) not in self.ALLOWED:

@@ -1,0 +1,114 @@
+"""The real `imagerec` command: end to end through subprocesses, error cases in-process."""
+
+import json
+import shutil
+
+import pytest
+from PIL import Image
+
+from conftest import run_cli
+from imagerec import cli, saving
+
+
+def test_train_through_the_cli_prints_a_summary(seed_run):
+    metrics = json.loads((seed_run / "metrics.json").read_text())
+    assert metrics["recipe"]["name"] == "seed" and metrics["model"]["parameters"] == 2_397_226
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0
+
+
+def test_evaluate_prints_the_same_accuracy_for_every_format(seed_run, cifar_subset):
+    accuracies = set()
+    for name in (saving.KERAS_FILE, saving.H5_FILE, saving.WEIGHTS_FILE, saving.SAVED_MODEL_DIR):
+        result = run_cli("evaluate", seed_run / name, "--data", cifar_subset, "--json")
+        assert result.returncode == 0, result.stderr[-2000:]
+        report = json.loads(result.stdout)
+        assert report["count"] == 100
+        accuracies.add(round(report["accuracy"], 6))
+    assert len(accuracies) == 1
+
+
+def test_predict_labels_a_folder_of_mixed_images_and_reports_a_bad_file(seed_run, cifar_subset, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(next((cifar_subset / "test" / "cat").iterdir()), folder / "cat.jpg")
+    Image.new("RGBA", (300, 200), (10, 200, 30, 128)).save(folder / "big.png")
+    Image.new("L", (20, 20), 128).save(folder / "gray.webp")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    result = run_cli("predict", seed_run, folder, "--json", "--top-k", 3)
+    assert result.returncode == 1, result.stderr[-2000:]  # 1: some files were skipped
+    report = json.loads(result.stdout)
+    assert sorted(item["path"].rsplit("/", 1)[1] for item in report["predictions"]) == \
+        ["big.png", "cat.jpg", "gray.webp"]
+    for item in report["predictions"]:
+        assert len(item["top"]) == 3
+        probabilities = [top["probability"] for top in item["top"]]
+        assert probabilities == sorted(probabilities, reverse=True)
+    assert [error["path"].rsplit("/", 1)[1] for error in report["errors"]] == ["broken.jpg"]
+    assert "broken.jpg" in result.stderr and "Traceback" not in result.stderr
+    table = run_cli("predict", seed_run / saving.H5_FILE, folder / "cat.jpg")
+    assert table.returncode == 0 and "cat.jpg" in table.stdout and "%" in table.stdout
+
+
+def _exit_code(argv) -> int:
+    try:
+        return cli.main(argv)
+    except SystemExit as exit_:  # argparse exits by itself for bad options
+        return exit_.code
+
+
+def _one_line_error(capsys, argv, match):
+    assert _exit_code(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert match in err and "Traceback" not in err
+    assert len(err.splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["train", "--epochs", "-1"], "must be 0 or more"),
+    (["train", "--batch-size", "0"], "must be 1 or more"),
+    (["train", "--val-split", "1.5"], "between 0 and 1"),
+    (["train", "--epochs", "ten"], "not a whole number"),
+    (["train", "--recipe", "turbo"], "unknown recipe 'turbo'"),
+    (["train", "--epochs", "0", "--aug-epochs", "0"], "nothing to train"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_nonsense_options_are_one_line_errors(capsys, argv, match):
+    _one_line_error(capsys, argv, match)
+
+
+def test_missing_data_path_is_a_one_line_error(capsys, tmp_path):
+    _one_line_error(capsys, ["train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run")],
+                    "data path does not exist")
+
+
+def test_empty_data_folder_is_a_one_line_error(capsys, tmp_path):
+    (tmp_path / "empty").mkdir()
+    _one_line_error(capsys, ["train", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "run")],
+                    "no train/ folder")
+
+
+def test_missing_model_is_a_one_line_error(capsys, tmp_path):
+    _one_line_error(capsys, ["predict", str(tmp_path / "model.keras"), str(tmp_path)], "does not exist")
+
+
+def test_corrupt_model_is_a_one_line_error(capsys, tmp_path):
+    (tmp_path / "model.keras").write_bytes(b"PK\x03\x04 truncated zip")
+    _one_line_error(capsys, ["evaluate", str(tmp_path / "model.keras"), "--data", str(tmp_path)],
+                    "cannot load model")
+
+
+def test_predict_on_missing_path_and_empty_folder(capsys, seed_run, tmp_path):
+    _one_line_error(capsys, ["predict", str(seed_run), str(tmp_path / "nope.jpg")], "path does not exist")
+    (tmp_path / "empty").mkdir()
+    _one_line_error(capsys, ["predict", str(seed_run), str(tmp_path / "empty")], "folder has no files")
+
+
+def test_offline_default_data_is_a_one_line_error_without_traceback(tmp_path):
+    # An empty KERAS_HOME and a proxy on a closed local port make the download fail here as it does offline.
+    offline = {"KERAS_HOME": str(tmp_path / "keras"), "HTTPS_PROXY": "http://127.0.0.1:9",
+               "HTTP_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}
+    result = run_cli("train", "--out", tmp_path / "run", "--epochs", 1, "--aug-epochs", 0, env=offline)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("imagerec: error:")]
+    assert len(errors) == 1 and "--data" in errors[0]

@@ -1,0 +1,225 @@
+import io
+import pickle
+import tarfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imagerec import data
+from imagerec.errors import UserError
+
+
+def _save(path: Path, image: Image.Image, format_name=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, format=format_name)
+
+
+def _rgb(color, size=(32, 32)):
+    return Image.new("RGB", size, color)
+
+
+@pytest.fixture
+def mixed_tree(tmp_path) -> Path:
+    """Two classes of images in every common format, mode and size, plus a truncated and a non-image file."""
+    root = tmp_path / "tree"
+    red, blue = root / "train" / "red", root / "train" / "blue"
+    _save(red / "a.jpg", _rgb((255, 0, 0)))
+    _save(red / "b.png", _rgb((250, 0, 0), (64, 48)))
+    _save(red / "c.webp", _rgb((240, 10, 10), (17, 90)))
+    _save(red / "d.bmp", _rgb((255, 5, 0)))
+    _save(blue / "e.png", _rgb((0, 0, 255)).convert("P"))  # palette
+    _save(blue / "f.png", Image.new("L", (40, 40), 80))  # grayscale
+    _save(blue / "g.png", Image.new("RGBA", (32, 32), (0, 0, 255, 255)))
+    _save(blue / "h.tif", _rgb((0, 0, 250)).convert("CMYK"), "TIFF")
+    jpeg = io.BytesIO()
+    _rgb((0, 0, 255)).save(jpeg, format="JPEG")
+    (blue / "truncated.jpg").write_bytes(jpeg.getvalue()[:200])
+    (red / "notes.txt").write_text("not an image")
+    (red / ".DS_Store").write_bytes(b"\0\1")  # hidden files are not data
+    for name, color in (("red", (255, 0, 0)), ("blue", (0, 0, 255))):
+        _save(root / "test" / name / "t.png", _rgb(color))
+    return root
+
+
+def test_folder_decodes_every_format_to_32x32_rgb(mixed_tree, tmp_path):
+    dataset = data.load_dataset(str(mixed_tree), cache_dir=tmp_path / "cache")
+    assert dataset.class_names == ("blue", "red")  # from the folders, sorted
+    assert dataset.x_train.shape == (8, 32, 32, 3) and dataset.x_train.dtype == np.uint8
+    assert dataset.x_test.shape == (2, 32, 32, 3)
+    assert np.bincount(dataset.y_train).tolist() == [4, 4]
+    red_means = dataset.x_train[dataset.y_train == 1].mean(axis=(1, 2))
+    assert (red_means[:, 0] > 200).all() and (red_means[:, 2] < 40).all()
+    grayscale = dataset.x_train[dataset.y_train == 0][1]
+    assert np.all(np.abs(grayscale.astype(int) - 80) <= 1)
+
+
+def test_corrupt_and_non_image_files_are_skipped_counted_and_listed(mixed_tree, tmp_path, capsys):
+    dataset = data.load_dataset(str(mixed_tree), cache_dir=tmp_path / "cache")
+    assert dataset.skipped_count == 2
+    skipped = sorted(Path(item["path"]).name for item in dataset.skipped)
+    assert skipped == ["notes.txt", "truncated.jpg"]
+    assert "skipped 2 unreadable file(s)" in capsys.readouterr().err
+    assert dataset.summary()["skipped_count"] == 2
+
+
+def test_cache_skips_decoding_and_is_invalidated_by_a_changed_file(mixed_tree, tmp_path, monkeypatch):
+    first = data.load_dataset(str(mixed_tree), cache_dir=tmp_path / "cache")
+    assert len(list((tmp_path / "cache" / "decoded").glob("*.npz"))) == 1
+
+    def fail(*args, **kwargs):
+        raise AssertionError("decoded again despite the cache")
+
+    monkeypatch.setattr(data, "decode_image", fail)
+    second = data.load_dataset(str(mixed_tree), cache_dir=tmp_path / "cache")
+    np.testing.assert_array_equal(first.x_train, second.x_train)
+    assert second.skipped_count == first.skipped_count
+    monkeypatch.undo()
+    _save(mixed_tree / "train" / "red" / "new.png", _rgb((255, 0, 0)))
+    third = data.load_dataset(str(mixed_tree), cache_dir=tmp_path / "cache")
+    assert len(third.y_train) == len(first.y_train) + 1
+
+
+def test_tree_without_test_split_is_split_stratified_and_seeded(tmp_path):
+    root = tmp_path / "tree"
+    for name, color in (("a", (255, 0, 0)), ("b", (0, 255, 0))):
+        for index in range(10):
+            _save(root / "train" / name / f"{index}.png", _rgb((color[0], color[1], index * 20)))
+    first = data.load_dataset(str(root), val_split=0.3, seed=1, cache_dir=tmp_path / "cache")
+    assert np.bincount(first.y_test).tolist() == [3, 3]
+    assert np.bincount(first.y_train).tolist() == [7, 7]
+    assert first.test_split == "val-split 0.3"
+    again = data.load_dataset(str(root), val_split=0.3, seed=1, cache_dir=tmp_path / "cache")
+    np.testing.assert_array_equal(first.x_test, again.x_test)
+
+
+@pytest.mark.parametrize("suffix", [".tar.gz", ".tgz", ".zip"])
+def test_archives_of_a_tree_load_like_the_folder(mixed_tree, tmp_path, suffix):
+    archive_path = tmp_path / f"tree{suffix}"
+    if suffix == ".zip":
+        with zipfile.ZipFile(archive_path, "w") as archive:
+            for file in mixed_tree.rglob("*"):
+                archive.write(file, Path("top") / file.relative_to(mixed_tree))
+    else:
+        with tarfile.open(archive_path, "w:gz") as archive:
+            archive.add(mixed_tree, arcname="top")
+    folder = data.load_dataset(str(mixed_tree), cache_dir=tmp_path / "cache")
+    packed = data.load_dataset(str(archive_path), cache_dir=tmp_path / "cache")
+    np.testing.assert_array_equal(np.sort(folder.x_train.reshape(-1)), np.sort(packed.x_train.reshape(-1)))
+    assert packed.class_names == folder.class_names
+    assert len(list((tmp_path / "cache" / "extracted").iterdir())) == 1  # extracted once, into the cache
+
+
+def _cifar_pickle_files(rng) -> dict:
+    """A tiny archive in the official cifar-10-python format: 2 train batches of 6, a test batch of 4."""
+    def batch(count):
+        return pickle.dumps({b"data": rng.integers(0, 256, (count, 3072), dtype=np.uint8),
+                             b"labels": [index % 3 for index in range(count)]}, protocol=2)
+
+    meta = pickle.dumps({b"label_names": [b"apple", b"pear", b"plum"]}, protocol=2)
+    return {"data_batch_1": batch(6), "data_batch_2": batch(6), "test_batch": batch(4), "batches.meta": meta}
+
+
+def test_official_cifar_pickle_archive_and_folder(tmp_path):
+    files = _cifar_pickle_files(np.random.default_rng(0))
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for name, content in files.items():
+        (folder / name).write_bytes(content)
+    archive_path = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(archive_path, "w:gz") as archive:
+        archive.add(folder, arcname="cifar-10-batches-py")
+    for source in (folder, archive_path):
+        dataset = data.load_dataset(str(source), cache_dir=tmp_path / "cache")
+        assert dataset.class_names == ("apple", "pear", "plum")
+        assert dataset.x_train.shape == (12, 32, 32, 3) and dataset.x_test.shape == (4, 32, 32, 3)
+        original = np.frombuffer(pickle.loads(files["test_batch"], encoding="bytes")[b"data"][0], np.uint8)
+        np.testing.assert_array_equal(dataset.x_test[0], original.reshape(3, 32, 32).transpose(1, 2, 0))
+
+
+class _Exploit:
+    def __reduce__(self):
+        import os
+        return (os.system, ("echo pwned",))
+
+
+def test_pickle_with_code_is_refused(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    files = _cifar_pickle_files(np.random.default_rng(0))
+    files["test_batch"] = pickle.dumps({b"data": _Exploit(), b"labels": [0]}, protocol=2)
+    for name, content in files.items():
+        (folder / name).write_bytes(content)
+    with pytest.raises(UserError, match="refusing to load"):
+        data.load_dataset(str(folder))
+
+
+def test_keras_download_failure_is_one_clear_error(monkeypatch, tmp_path):
+    import keras
+
+    def offline():
+        raise Exception("URL fetch failure on https://example/cifar-10-python.tar.gz: None -- Name or service not known")
+
+    monkeypatch.setattr(keras.datasets.cifar10, "load_data", offline)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    with pytest.raises(UserError) as raised:
+        data.load_dataset("cifar10")
+    message = str(raised.value)
+    assert "--data" in message and "cifar-10-batches-py-target_archive" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("problem, match", [
+    ("missing", "does not exist"),
+    ("no_train", "no train/ folder"),
+    ("empty_class", "no readable images in train/: empty"),
+    ("no_images", "no readable images"),
+    ("not_archive", "folder or a .tar.gz"),
+    ("bad_archive", "cannot"),
+])
+def test_bad_data_sources_are_clear_errors(tmp_path, problem, match):
+    root = tmp_path / "tree"
+    if problem == "no_train":
+        (root / "images").mkdir(parents=True)
+    elif problem == "empty_class":
+        _save(root / "train" / "full" / "a.png", _rgb((1, 2, 3)))
+        (root / "train" / "empty").mkdir(parents=True)
+        (root / "train" / "empty" / "broken.jpg").write_bytes(b"nope")
+    elif problem == "no_images":
+        (root / "train" / "cls").mkdir(parents=True)
+        (root / "train" / "cls" / "readme.txt").write_text("hello")
+    elif problem == "not_archive":
+        root = tmp_path / "data.csv"
+        root.write_text("a,b")
+    elif problem == "bad_archive":
+        root = tmp_path / "data.tar.gz"
+        root.write_bytes(b"this is not gzip")
+    with pytest.raises(UserError, match=match):
+        data.load_dataset(str(root), cache_dir=tmp_path / "cache")
+
+
+def test_decode_image_composites_transparency_on_white_and_scales_16_bit():
+    transparent = io.BytesIO()
+    Image.new("RGBA", (8, 8), (0, 0, 0, 0)).save(transparent, format="PNG")
+    assert (data.decode_image(transparent.getvalue(), (4, 4)) == 255).all()
+    sixteen = io.BytesIO()
+    Image.fromarray(np.full((8, 8), 40000, np.uint16)).save(sixteen, format="PNG")
+    assert (data.decode_image(sixteen.getvalue(), (8, 8)) == 40000 >> 8).all()
+
+
+def test_decode_image_rejects_garbage():
+    with pytest.raises(data.ImageDecodeError, match="not an image"):
+        data.decode_image(b"\x00garbage")
+
+
+def test_bad_val_split_is_refused(mixed_tree):
+    with pytest.raises(UserError, match="between 0 and 1"):
+        data.load_dataset(str(mixed_tree), val_split=1.5)
+
+
+def test_real_cifar_subset_loads(cifar_subset, tmp_path):
+    dataset = data.load_dataset(str(cifar_subset), cache_dir=tmp_path / "cache")
+    assert dataset.num_classes == 10 and "airplane" in dataset.class_names
+    assert len(dataset.y_train) == 300 and len(dataset.y_test) == 100
+    assert dataset.skipped_count == 0

@@ -1,0 +1,48 @@
+import numpy as np
+import pytest
+
+from imagerec import models
+from imagerec.errors import UserError
+
+
+def test_seed_model_has_the_tutorials_parameter_count():
+    assert models.count_params(models.build_model("seed", 10)) == 2_397_226
+
+
+def test_seed_model_layers_follow_the_tutorial():
+    model = models.build_model("seed", 10)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds[:2] == ["InputLayer", "Rescaling"]
+    assert kinds.count("Conv2D") == 6 and kinds.count("BatchNormalization") == 6
+    assert kinds.count("MaxPooling2D") == 3 and kinds.count("Dropout") == 2
+    assert [layer.filters for layer in model.layers if kinds[model.layers.index(layer)] == "Conv2D"] == \
+        [32, 32, 64, 64, 128, 128]
+
+
+@pytest.mark.parametrize("name", sorted(models.MODELS))
+def test_every_model_takes_raw_pixels_and_returns_probabilities(name):
+    model = models.build_model(name, num_classes=7, input_shape=(32, 32, 3))
+    images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3)).astype(np.uint8)
+    probabilities = np.asarray(model(images.astype(np.float32), training=False))
+    assert probabilities.shape == (4, 7)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    assert models.forward_flops(model) > 0
+
+
+def test_rescaling_lives_inside_the_model():
+    model = models.build_model("seed", 10)
+    rescale = next(layer for layer in model.layers if type(layer).__name__ == "Rescaling")
+    assert rescale.scale == pytest.approx(1 / 255)
+
+
+def test_seed_forward_flops_match_a_hand_count():
+    # conv: 2*H*W*k*k*Cin*Cout per layer; dense: 2*in*out
+    convs = [(32, 3, 32), (32, 32, 32), (16, 32, 64), (16, 64, 64), (8, 64, 128), (8, 128, 128)]
+    expected = sum(2 * size * size * 9 * c_in * c_out for size, c_in, c_out in convs)
+    expected += 2 * 2048 * 1024 + 2 * 1024 * 10
+    assert models.forward_flops(models.build_model("seed", 10)) == expected
+
+
+def test_unknown_model_is_a_user_error():
+    with pytest.raises(UserError, match="unknown model 'resnet999'"):
+        models.build_model("resnet999", 10)

@@ -32,3 +32,51 @@ def test_train_refuses_a_run_directory_that_holds_files(tmp_path):
     with pytest.raises(UserError, match="already holds files"):
         train._prepare_run_dir(tmp_path / "run")
     assert (tmp_path / "run" / "model.keras").read_text() == "an earlier run"
+
+
+def test_fast_batches_are_seeded_consistent_and_drop_the_partial_batch():
+    import numpy as np
+
+    labels = np.arange(50, dtype=np.int32) % 7
+    images = np.repeat(labels.astype(np.uint8)[:, None, None, None] * 30, 32, axis=1)
+    images = np.repeat(np.repeat(images, 32, axis=2), 3, axis=3)  # each image a flat colour = its label
+    stream = train.fast_batches(images, labels, batch_size=16, epochs=2, seed=4, translate=2,
+                                alternating_flip=True)
+    batches = list(stream.as_numpy_iterator())
+    assert len(batches) == 2 * (50 // 16)
+    for batch_images, batch_labels in batches:
+        assert batch_images.shape == (16, 32, 32, 3)
+        np.testing.assert_array_equal(batch_images[:, 5, 5, 0], batch_labels * 30)  # pairs stay together
+    again = list(train.fast_batches(images, labels, 16, 2, 4, 2, True).as_numpy_iterator())
+    for first, second in zip(batches, again):
+        np.testing.assert_array_equal(first[1], second[1])
+    assert not np.array_equal(batches[0][1], batches[3][1])  # a new order each epoch
+
+
+def test_fast_recipe_trains_and_saves_through_the_api(cifar_subset, tmp_path):
+    import numpy as np
+
+    from imagerec import saving
+
+    dataset = data.load_dataset(str(cifar_subset), cache_dir=tmp_path / "cache")
+    recipe = recipes.get_recipe("fast", model="fast_small", epochs=3, batch_size=64, whiten_bias_epochs=1,
+                                lookahead_start_epoch=1)
+    result = train.train(dataset, recipe, tmp_path / "run", verbose=0)
+    assert [record["epoch"] for record in result.history] == [1, 2, 3]
+    assert {record["phase"] for record in result.history} == {"train"}
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+    info = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert info["model"] == "fast_small" and info["test_time_augmentation"] is True
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["model"]["forward_flops_per_image"] == 6 * metrics["model"]["net_forward_flops_per_image"]
+    weights = saving.load_model(tmp_path / "run" / saving.WEIGHTS_FILE).predict_proba(dataset.x_test[:16])
+    keras_file = saving.load_model(tmp_path / "run" / saving.KERAS_FILE).predict_proba(dataset.x_test[:16])
+    assert np.abs(weights - keras_file).max() <= 1e-5
+
+
+def test_a_model_that_does_not_suit_the_recipe_is_refused(cifar_subset, tmp_path):
+    dataset = data.load_dataset(str(cifar_subset), cache_dir=tmp_path / "cache")
+    with pytest.raises(UserError, match="fast model family"):
+        train.train(dataset, recipes.get_recipe("fast", model="tiny", epochs=1), tmp_path / "a", verbose=0)
+    with pytest.raises(UserError, match="end in softmax"):
+        train.train(dataset, recipes.get_recipe("seed", model="fast_small", epochs=1), tmp_path / "b", verbose=0)

@@ -76,15 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     train = commands.add_parser("train", help="train a recipe and write a run directory")
-    train.add_argument("--recipe", default="seed", help="training recipe (default: seed)")
+    train.add_argument("--recipe", default="seed",
+                       help="training recipe: 'seed' (the original tutorial) or 'fast' (airbench-style) (default: seed)")
     _add_data_options(train)
     train.add_argument("--out", default=None, help="run directory (default runs/<timestamp>)")
     train.add_argument("--epochs", type=_non_negative_int, default=None,
-                       help="epochs of phase 1, original images (seed: 10)")
+                       help="epochs: seed's phase 1 on original images (10), or fast's total (10)")
     train.add_argument("--aug-epochs", type=_non_negative_int, default=None,
-                       help="epochs of phase 2, with shift/flip augmentation (seed: 5)")
-    train.add_argument("--batch-size", type=_positive_int, default=None, help="images per step (seed: 32)")
-    train.add_argument("--learning-rate", type=_positive_float, default=None, help="Adam step size (seed: 0.001)")
+                       help="seed only: epochs of phase 2, with shift/flip augmentation (5)")
+    train.add_argument("--batch-size", type=_positive_int, default=None, help="images per step (seed: 32, fast: 1024)")
+    train.add_argument("--learning-rate", type=_positive_float, default=None, help="seed: Adam step size (0.001); fast: per 1024 examples, decoupled (11.5)")
     train.add_argument("--model", default=None, help="override the recipe's model (e.g. 'tiny' for a smoke test)")
 
     evaluate = commands.add_parser("evaluate", help="test accuracy and loss of a saved model")
@@ -131,7 +132,7 @@ def _load_data(arguments, image_size=(32, 32)):
 def _train(arguments) -> int:
     from imagerec import recipes
 
-    recipe = recipes.get_recipe(arguments.recipe, plain_epochs=arguments.epochs,
+    recipe = recipes.get_recipe(arguments.recipe, epochs=arguments.epochs,
                                 augmented_epochs=arguments.aug_epochs, batch_size=arguments.batch_size,
                                 learning_rate=arguments.learning_rate, model=arguments.model)
     from imagerec import train  # after the cheap checks: importing TensorFlow takes seconds

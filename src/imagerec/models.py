@@ -4,7 +4,12 @@ Every model takes raw 0-255 RGB pixels (any numeric dtype) and rescales inside i
 format (Keras, HDF5, SavedModel, and later TFLite/ONNX) takes the same input: no train/serve skew.
 """
 
+import functools
+
 import keras
+import numpy as np
+
+from imagerec import layers as custom_layers
 
 MODELS = {}
 INPUT_NAME = "image"  # the SavedModel signature's input key
@@ -62,6 +67,97 @@ def tiny(input_shape, num_classes: int) -> keras.Model:
     return keras.Model(inputs, outputs, name="tiny")
 
 
+# ---------------------------------------------------------------- the fast family (airbench-style)
+
+def fast_net(input_shape, num_classes: int, widths=(64, 256, 256), name: str = "fast") -> keras.Model:
+    """An airbench94-shaped net (arXiv 2404.00498) returning logits: raw pixels → normalising, frozen 2x2
+    patch whitening (24 filters) → GELU → 3 blocks [conv3x3 → maxpool2 → BN → GELU → conv3x3 → BN → GELU]
+    → maxpool → linear without bias → x 1/9. Convolutions have no bias and start as partial identities;
+    BN keeps its scale at 1 (only its bias trains), eps 1e-12, fast running statistics.
+
+    Call `init_fast_net(net, images)` before training: it sets the normalisation and whitening from data.
+    """
+    inputs = keras.Input(shape=input_shape, name=INPUT_NAME)
+    # Raw pixels go straight in: the whitening folds in the input normalisation (see PatchWhitening).
+    x = custom_layers.PatchWhitening(2 * 2 * 2 * input_shape[-1], patch_size=2, name="whiten")(inputs)
+    x = keras.layers.Activation("gelu")(x)
+    for index, width in enumerate(widths, start=1):
+        x = _fast_block(x, width, f"block{index}")
+    x = keras.layers.GlobalMaxPooling2D()(x)  # = airbench's MaxPool2d(3) on the final 3x3 map
+    x = keras.layers.Dense(num_classes, use_bias=False, name="logits_unscaled")(x)
+    outputs = keras.layers.Rescaling(1.0 / 9, name="logits")(x)  # airbench: scaling_factor 1/9
+    net = keras.Model(inputs, outputs, name=name)
+    for layer in net.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            layer.kernel.assign(_partial_identity(layer.kernel.numpy()))
+    return net
+
+
+def _fast_block(x, width: int, name: str):
+    def batch_norm(suffix):
+        # Keras momentum 0.6 = PyTorch momentum 0.4: running stats follow the batches quickly (airbench).
+        return keras.layers.BatchNormalization(momentum=0.6, epsilon=1e-12, scale=False, name=f"{name}_bn{suffix}")
+
+    x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"{name}_conv1")(x)
+    x = keras.layers.MaxPooling2D(2)(x)
+    x = keras.layers.Activation("gelu")(batch_norm(1)(x))
+    x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"{name}_conv2")(x)
+    return keras.layers.Activation("gelu")(batch_norm(2)(x))
+
+
+def _partial_identity(kernel: np.ndarray) -> np.ndarray:
+    """Make output filter i pass input channel i through unchanged, for i < min(in, out) (an implicit
+    residual, airbench's dirac init); other filters keep their random init."""
+    kernel = kernel.copy()
+    size, _, channels_in, channels_out = kernel.shape
+    count = min(channels_in, channels_out)
+    kernel[:, :, :, :count] = 0
+    kernel[size // 2, size // 2, np.arange(count), np.arange(count)] = 1
+    return kernel
+
+
+def init_fast_net(net: keras.Model, images: np.ndarray) -> None:
+    """Set the net's patch whitening (and input normalisation) from uint8 training images (N, H, W, 3)."""
+    whiten = net.get_layer("whiten")
+    kernel, offset = custom_layers.whitening_parameters(images, whiten.patch_size)
+    whiten.kernel.assign(kernel)
+    whiten.offset.assign(offset)
+
+
+def _register_fast(name: str, widths, doc: str):
+    builder = functools.partial(fast_net, widths=widths, name=name)
+    builder.__name__, builder.__doc__ = name, doc
+    register_model(builder)
+
+
+_register_fast("fast", (64, 256, 256), "airbench94 widths: 64/256/256, 236 MFLOP per image forward.")
+_register_fast("fast_medium", (64, 128, 128), "Half-width blocks 2-3: 64/128/128.")
+_register_fast("fast_small", (32, 64, 64), "Quarter width: 32/64/64.")
+
+
+def outputs_probabilities(model: keras.Model) -> bool:
+    """True when the model ends in a softmax (seed, tiny), False when it returns logits (fast nets)."""
+    activation = getattr(model.layers[-1], "activation", None)
+    return activation is not None and getattr(activation, "__name__", "") == "softmax"
+
+
+def inference_model(net: keras.Model, test_time_augmentation: bool = False) -> keras.Model:
+    """The model to save and serve: raw pixels → class probabilities.
+
+    A net that returns logits gets a softmax (and optionally the 6-view test-time augmentation,
+    weighted as airbench's tta_level 2) around it; a net that already ends in softmax is returned as is.
+    """
+    if outputs_probabilities(net):
+        return net
+    inputs = keras.Input(shape=net.input_shape[1:], name=INPUT_NAME)
+    if test_time_augmentation:
+        logits = custom_layers.TestTimeAverage()(net(custom_layers.TestTimeViews()(inputs)))
+    else:
+        logits = net(inputs)
+    outputs = keras.layers.Softmax(name="probabilities")(logits)
+    return keras.Model(inputs, outputs, name=f"{net.name}_inference")
+
+
 def count_params(model: keras.Model) -> int:
     return int(model.count_params())
 
@@ -71,11 +167,16 @@ def forward_flops(model: keras.Model) -> int:
 
     Counted from layer shapes by hand: TensorFlow's profiler needs a frozen v1 graph and Keras has no
     FLOP counter. Normalisation, activations and pooling (well under 1% here) are left out.
-    Training costs about 3x this per image (forward + two backward products).
+    Training costs about 3x this per image (forward + two backward products). A nested net behind
+    test-time views counts once per view.
     """
+    views = len(custom_layers.TestTimeViews.VIEW_WEIGHTS) if any(
+        isinstance(layer, custom_layers.TestTimeViews) for layer in model.layers) else 1
     flops = 0
     for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2D):
+        if isinstance(layer, keras.Model):
+            flops += views * forward_flops(layer)
+        elif isinstance(layer, (keras.layers.Conv2D, custom_layers.PatchWhitening)):
             kernel_height, kernel_width, channels_in, channels_out = layer.kernel.shape
             _, height, width, _ = layer.output.shape
             flops += 2 * height * width * channels_out * kernel_height * kernel_width * channels_in

@@ -50,8 +50,12 @@ class Classifier:
         return np.concatenate(outputs).astype(np.float32)
 
 
-def save_model_files(model, run_dir, class_names, model_name: str) -> dict:
-    """Write the model in every format under `run_dir`; returns {format: path relative to run_dir}."""
+def save_model_files(model, run_dir, class_names, model_name: str, test_time_augmentation: bool = False) -> dict:
+    """Write the model in every format under `run_dir`; returns {format: path relative to run_dir}.
+
+    `model` is the inference model (probabilities out); `model_name` and `test_time_augmentation` are
+    recorded in model.json so the weights-only file can be rebuilt around the same architecture.
+    """
     run_dir = Path(run_dir)
     with fileio.atomic_path(run_dir / KERAS_FILE, suffix=".keras") as temporary:
         model.save(temporary)
@@ -62,7 +66,8 @@ def save_model_files(model, run_dir, class_names, model_name: str) -> dict:
         model.save_weights(temporary)
     with fileio.atomic_path(run_dir / SAVED_MODEL_DIR) as temporary:
         model.export(str(temporary), format="tf_saved_model", verbose=False)
-    info = {"model": model_name, "input_shape": list(model.input_shape[1:]), "class_names": list(class_names)}
+    info = {"model": model_name, "test_time_augmentation": test_time_augmentation,
+            "input_shape": list(model.input_shape[1:]), "class_names": list(class_names)}
     fileio.write_json(run_dir / MODEL_INFO_FILE, info)
     return {"keras": KERAS_FILE, "h5": H5_FILE, "weights": WEIGHTS_FILE, "savedmodel": SAVED_MODEL_DIR,
             "info": MODEL_INFO_FILE}
@@ -154,7 +159,8 @@ def _load_weights(path: Path) -> Classifier:
     if not info:
         raise UserError(f"{path} holds weights only; its run's {MODEL_INFO_FILE} (architecture and classes) "
                         f"was not found beside it")
-    model = models.build_model(info["model"], len(info["class_names"]), info["input_shape"])
+    net = models.build_model(info["model"], len(info["class_names"]), info["input_shape"])
+    model = models.inference_model(net, test_time_augmentation=info.get("test_time_augmentation", False))
     try:
         model.load_weights(path)
     except Exception as error:  # noqa: BLE001

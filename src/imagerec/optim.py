@@ -1,0 +1,65 @@
+"""Optimisation pieces of the fast recipe that Keras does not ship.
+
+Keras has no piecewise-linear schedule and no Lookahead/EMA that writes the average back into the model
+during training, so both are here, small and tested.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+class TriangleSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """peak * (start → 1 linearly over the first `peak_at` of `total_steps`, then → end linearly)."""
+
+    def __init__(self, peak: float, total_steps: int, start: float, peak_at: float, end: float):
+        self.peak, self.total_steps = float(peak), int(total_steps)
+        self.start, self.peak_at, self.end = float(start), float(peak_at), float(end)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        peak_step = max(1.0, float(int(self.peak_at * self.total_steps)))
+        rising = self.start + (1 - self.start) * step / peak_step
+        falling = 1 + (self.end - 1) * (step - peak_step) / max(1.0, self.total_steps - peak_step)
+        return self.peak * tf.where(step < peak_step, rising, tf.maximum(falling, self.end))
+
+    def get_config(self):
+        return {"peak": self.peak, "total_steps": self.total_steps, "start": self.start,
+                "peak_at": self.peak_at, "end": self.end}
+
+
+class Lookahead(keras.callbacks.Callback):
+    """Every `every` steps from `start_epoch` on, move an average of the net's weights towards them with
+    decay rho = (decay ** every) * (step / total_steps) ** power, and copy the average back into the net;
+    at each epoch end the net takes the average. Covers BN running statistics too (airbench)."""
+
+    def __init__(self, net, total_steps: int, start_epoch: int, every: int, decay: float, power: float):
+        super().__init__()
+        self.net, self.total_steps, self.start_epoch = net, total_steps, start_epoch
+        self.every, self.decay, self.power = every, decay, power
+        self.average = None
+        self.epoch = 0
+
+    def _variables(self):
+        return [variable for variable in self.net.weights if "float" in str(variable.dtype)]
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        if self.epoch < self.start_epoch or step % self.every:
+            return
+        variables = self._variables()
+        if self.average is None:
+            self.average = [np.array(variable.numpy()) for variable in variables]
+            return
+        rho = self.decay ** self.every * (step / self.total_steps) ** self.power
+        for average, variable in zip(self.average, variables):
+            average += (1 - rho) * (variable.numpy() - average)
+            variable.assign(average)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.average is not None:
+            for average, variable in zip(self.average, self._variables()):
+                variable.assign(average)

@@ -41,11 +41,12 @@ def batches(images, labels, batch_size: int, shuffle_seed: int | None = None) ->
 
 
 def train(dataset, recipe, run_dir=None, seed: int = 0, verbose: int | None = None,
-          callbacks=()) -> RunResult:
+          callbacks=(), validate_each_epoch: bool = True) -> RunResult:
     """Train `recipe` on `dataset`, evaluate on its test split, and save everything under `run_dir`.
 
     The test split doubles as the validation data shown per epoch, as in the original tutorial.
-    `callbacks` are extra Keras callbacks given to every `fit` (e.g. timers, TensorBoard).
+    `callbacks` are extra Keras callbacks given to every `fit` (e.g. timers, TensorBoard);
+    `validate_each_epoch=False` skips the per-epoch validation pass (benchmarks evaluate on their own).
     Raises UserError if `run_dir` already holds files or the model does not suit the recipe.
     """
     run_dir = _prepare_run_dir(run_dir or default_run_dir())
@@ -54,7 +55,8 @@ def train(dataset, recipe, run_dir=None, seed: int = 0, verbose: int | None = No
     started = time.perf_counter()
     net = models.build_model(recipe.model, dataset.num_classes, dataset.image_shape)
     trainer = {"seed": _train_seed, "fast": _train_fast}[recipe.kind]
-    history = trainer(net, dataset, recipe, run_dir, seed, verbose, list(callbacks))
+    validation = batches(dataset.x_test, dataset.y_test, 500).prefetch(tf.data.AUTOTUNE) if validate_each_epoch else None
+    history = trainer(net, dataset, recipe, run_dir, seed, verbose, list(callbacks), validation)
     train_wall_s = time.perf_counter() - started
     model = inference_model(net, recipe)
     classifier = saving.Classifier(str(run_dir), "keras", dataset.class_names, dataset.image_shape,
@@ -101,13 +103,13 @@ def _csv_logger(run_dir: Path, append: bool):
 
 # ---------------------------------------------------------------- the seed recipe
 
-def _train_seed(model, dataset, recipe, run_dir: Path, seed: int, verbose: int, callbacks: list) -> list:
+def _train_seed(model, dataset, recipe, run_dir: Path, seed: int, verbose: int, callbacks: list,
+                validation) -> list:
     """Adam; phase 1 on the original images, phase 2 with shift/flip; one continuous epoch count."""
     if not models.outputs_probabilities(model):
         raise UserError(f"the seed recipe trains models that end in softmax; {recipe.model!r} returns logits")
     model.compile(optimizer=keras.optimizers.Adam(recipe.learning_rate),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    validation = batches(dataset.x_test, dataset.y_test, 256).prefetch(tf.data.AUTOTUNE)
     plain = batches(dataset.x_train, dataset.y_train, recipe.batch_size, shuffle_seed=seed)
     augmenter = augment.shift_and_flip(recipe.shift_fraction, recipe.horizontal_flip, seed)
     phases = [("plain", plain, recipe.plain_epochs),
@@ -226,7 +228,8 @@ def fast_learning_rate(recipe) -> float:
     return recipe.learning_rate * recipe.batch_size / (1024 * (1 + 1 / (1 - recipe.momentum)))
 
 
-def _train_fast(net, dataset, recipe, run_dir: Path, seed: int, verbose: int, callbacks: list) -> list:
+def _train_fast(net, dataset, recipe, run_dir: Path, seed: int, verbose: int, callbacks: list,
+                validation) -> list:
     if "whiten" not in [layer.name for layer in net.layers]:
         raise UserError(f"the fast recipe trains the fast model family; {recipe.model!r} is not one of them")
     steps = len(dataset.y_train) // recipe.batch_size
@@ -245,7 +248,6 @@ def _train_fast(net, dataset, recipe, run_dir: Path, seed: int, verbose: int, ca
                                 recipe.lookahead_decay, recipe.lookahead_power)
     training_batches = fast_batches(dataset.x_train, dataset.y_train, recipe.batch_size, recipe.epochs, seed,
                                     recipe.translate, recipe.alternating_flip)
-    validation = batches(dataset.x_test, dataset.y_test, 1000).prefetch(tf.data.AUTOTUNE)
     fit = trainer.fit(training_batches, epochs=recipe.epochs, steps_per_epoch=steps, validation_data=validation,
                       shuffle=False,
                       verbose=verbose, callbacks=[_WhitenBiasFreeze(trainer.whiten_bias_gate, recipe.whiten_bias_epochs),

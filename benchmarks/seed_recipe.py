@@ -57,6 +57,8 @@ def main() -> None:
     parser.add_argument("--results", default=str(REPOSITORY / "BENCHMARKS.md"))
     arguments = parser.parse_args()
 
+    arguments.commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPOSITORY, capture_output=True,
+                                      text=True).stdout.strip() or "uncommitted"  # the code that runs
     started = time.perf_counter()
     dataset = imagerec.load_dataset(arguments.data, seed=arguments.seed)
     load_s = time.perf_counter() - started
@@ -75,11 +77,9 @@ def append_result(arguments, dataset, result, epoch_seconds, load_s) -> None:
     mean_epoch_s = sum(epoch_seconds) / len(epoch_seconds)
     plain = [record for record in history if record["phase"] == "plain"]
     versions = metrics["versions"]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPOSITORY, capture_output=True,
-                            text=True).stdout.strip() or "uncommitted"
     lines = [
         f"\n### Seed recipe, {arguments.label} — {datetime.date.today().isoformat()}\n",
-        f"- Command: `python benchmarks/seed_recipe.py --data {arguments.data}` (commit {commit}, seed {arguments.seed})",
+        f"- Command: `python benchmarks/seed_recipe.py --data {arguments.data}` (commit {arguments.commit}, seed {arguments.seed})",
         f"- Machine: {cpu_name()}, {os.cpu_count()} cores, CPU only, float32",
         f"- Versions: imagerec {versions['imagerec']}, TensorFlow {versions['tensorflow']}, Keras {versions['keras']}, "
         f"NumPy {versions['numpy']}, Python {versions['python']}",

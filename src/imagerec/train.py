@@ -189,7 +189,7 @@ class FastTrainer(keras.Model):
         return 1.0
 
     def train_step(self, data):
-        images, labels = data
+        images, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
             logits = self.net(images, training=True)
             loss = self._loss(labels, logits)
@@ -204,7 +204,7 @@ class FastTrainer(keras.Model):
         return self._update_metrics(loss, labels, logits)
 
     def test_step(self, data):
-        images, labels = data
+        images, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
         logits = self.net(images, training=False)
         return self._update_metrics(self._loss(labels, logits), labels, logits)
 

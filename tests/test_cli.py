@@ -76,9 +76,16 @@ def test_nonsense_options_are_one_line_errors(capsys, argv, match):
     _one_line_error(capsys, argv, match)
 
 
-def test_missing_data_path_is_a_one_line_error(capsys, tmp_path):
+def test_missing_data_path_is_a_one_line_error_and_leaves_no_run_directory(capsys, tmp_path):
     _one_line_error(capsys, ["train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run")],
                     "data path does not exist")
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_input_errors_are_clean_on_the_real_stderr(tmp_path):
+    result = run_cli("predict", tmp_path / "missing.keras", tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"imagerec: error: model path does not exist: {tmp_path / 'missing.keras'}"
 
 
 def test_empty_data_folder_is_a_one_line_error(capsys, tmp_path):

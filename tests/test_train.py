@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from imagerec import data, recipes, train
+from imagerec import data, fileio, recipes, train
 from imagerec.errors import UserError
 
 
@@ -30,7 +30,7 @@ def test_train_refuses_a_run_directory_that_holds_files(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "model.keras").write_text("an earlier run")
     with pytest.raises(UserError, match="already holds files"):
-        train._prepare_run_dir(tmp_path / "run")
+        fileio.prepare_empty_dir(tmp_path / "run")
     assert (tmp_path / "run" / "model.keras").read_text() == "an earlier run"
 
 

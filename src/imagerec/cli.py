@@ -130,27 +130,58 @@ def _load_data(arguments, image_size=(32, 32)):
 
 
 def _train(arguments) -> int:
-    from imagerec import recipes
+    from imagerec import fileio, recipes
 
     recipe = recipes.get_recipe(arguments.recipe, epochs=arguments.epochs,
                                 augmented_epochs=arguments.aug_epochs, batch_size=arguments.batch_size,
                                 learning_rate=arguments.learning_rate, model=arguments.model)
-    from imagerec import train  # after the cheap checks: importing TensorFlow takes seconds
-
-    train._prepare_run_dir(arguments.out or train.default_run_dir())  # fail before decoding, not after
-    dataset = _load_data(arguments)
+    run_dir = fileio.prepare_empty_dir(arguments.out or fileio.default_run_dir(), create=False)
+    dataset = _load_data(arguments)  # before TensorFlow loads: bad data fails fast
+    _import_tensorflow_quietly()
+    from imagerec import train
     print(f"imagerec: {dataset.source}: {len(dataset.y_train)} train / {len(dataset.y_test)} test images, "
           f"{dataset.num_classes} classes; recipe {recipe.name} ({recipe.total_epochs} epochs)", flush=True)
-    result = train.train(dataset, recipe, arguments.out or None, seed=arguments.seed)
+    result = train.train(dataset, recipe, run_dir, seed=arguments.seed)
     metrics = result.metrics
     print(f"imagerec: test accuracy {metrics['test_accuracy']:.4f}, loss {metrics['test_loss']:.4f}; "
           f"trained in {metrics['train_wall_s']:.0f} s; run directory {result.run_dir}")
     return 0
 
 
-def _evaluate(arguments) -> int:
-    from imagerec import evaluate, saving
+def _check_model_path(path) -> None:
     from imagerec.errors import UserError
+
+    if not os.path.exists(path):
+        raise UserError(f"model path does not exist: {path}")
+
+
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with stderr closed at the file-descriptor level.
+
+    TensorFlow's C++ runtime logs start-up lines (oneDNN, CUDA probing) before any Python setting can
+    silence them, and users took them for errors. IMAGEREC_TF_LOGS=1 shows them (e.g. to debug a GPU).
+    """
+    if os.environ.get("IMAGEREC_TF_LOGS") == "1":
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()  # the CUDA probe logs here, once
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _evaluate(arguments) -> int:
+    from imagerec.errors import UserError
+
+    _check_model_path(arguments.model)
+    _import_tensorflow_quietly()
+    from imagerec import evaluate, saving
 
     classifier = saving.load_model(arguments.model)
     dataset = _load_data(arguments, image_size=classifier.input_shape[:2])
@@ -168,10 +199,15 @@ def _evaluate(arguments) -> int:
 
 
 def _predict(arguments) -> int:
-    from imagerec import evaluate, saving
+    from imagerec import evaluate
+
+    _check_model_path(arguments.model)
+    files = evaluate.find_image_files(arguments.paths)  # before TensorFlow loads: bad paths fail fast
+    _import_tensorflow_quietly()
+    from imagerec import saving
 
     classifier = saving.load_model(arguments.model)
-    predictions, errors = evaluate.predict_files(classifier, arguments.paths, top_k=arguments.top_k)
+    predictions, errors = evaluate.predict_files(classifier, files, top_k=arguments.top_k)
     if arguments.json:
         print(json.dumps({"predictions": predictions, "errors": errors}, indent=2))
     else:

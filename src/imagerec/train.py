@@ -5,7 +5,6 @@ model files, history, curves and metrics.json in the run directory (every file w
 """
 
 import dataclasses
-import datetime
 import platform
 import sys
 import time
@@ -18,6 +17,7 @@ import tensorflow as tf
 import imagerec
 from imagerec import augment, evaluate, fileio, models, optim, plots, saving
 from imagerec.errors import UserError
+from imagerec.fileio import default_run_dir  # noqa: F401 - part of this module's API
 
 
 @dataclasses.dataclass
@@ -26,10 +26,6 @@ class RunResult:
     model: keras.Model
     history: list  # per-epoch records, see history.json
     metrics: dict  # metrics.json
-
-
-def default_run_dir() -> Path:
-    return Path("runs") / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
 def batches(images, labels, batch_size: int, shuffle_seed: int | None = None) -> tf.data.Dataset:
@@ -49,7 +45,7 @@ def train(dataset, recipe, run_dir=None, seed: int = 0, verbose: int | None = No
     `validate_each_epoch=False` skips the per-epoch validation pass (benchmarks evaluate on their own).
     Raises UserError if `run_dir` already holds files or the model does not suit the recipe.
     """
-    run_dir = _prepare_run_dir(run_dir or default_run_dir())
+    run_dir = fileio.prepare_empty_dir(run_dir or default_run_dir())
     verbose = verbose if verbose is not None else (1 if sys.stdout.isatty() else 2)
     keras.utils.set_random_seed(seed)
     started = time.perf_counter()
@@ -77,16 +73,6 @@ def _uses_tta(recipe) -> bool:
 def inference_model(net, recipe):
     """The model a recipe saves: raw pixels → probabilities (with the recipe's test-time views)."""
     return models.inference_model(net, test_time_augmentation=_uses_tta(recipe))
-
-
-def _prepare_run_dir(run_dir) -> Path:
-    run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UserError(f"--out {run_dir} is a file, not a folder")
-    if run_dir.is_dir() and any(run_dir.iterdir()):
-        raise UserError(f"run directory {run_dir} already holds files; choose a new --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
 
 
 def _history_records(fit_history, first_epoch: int, phase: str) -> list:

@@ -52,8 +52,7 @@ class AccuracyClock(keras.callbacks.Callback):
             return
         net = getattr(self.model, "net", self.model)  # the fast recipe trains its net inside a FastTrainer
         inference = train.inference_model(net, self.recipe)
-        classifier = saving.Classifier("", "keras", self.class_names, tuple(self.images.shape[1:]),
-                                       lambda batch: inference(batch, training=False))
+        classifier = saving.Classifier.from_keras(inference, self.class_names)
         result = evaluate.evaluate(classifier, self.images, self.labels, batch_size=500)
         self.epochs.append({"epoch": epoch + 1, "train_s": round(train_s, 2), "accuracy": result["accuracy"],
                             "train_loss": float(logs.get("loss", float("nan"))) if logs else None})

@@ -38,6 +38,12 @@ class Classifier:
     _predict_batch: object  # float32 (N, H, W, C) → probabilities (N, num_classes)
     keras_model: object = None  # the keras.Model, for formats that have one
 
+    @classmethod
+    def from_keras(cls, model, class_names, path: str = "", format_name: str = "keras") -> "Classifier":
+        """Wrap an in-memory Keras model (raw pixels in, probabilities out)."""
+        return cls(str(path), format_name, tuple(class_names), tuple(model.input_shape[1:]),
+                   lambda batch: model(batch, training=False), keras_model=model)
+
     def predict_proba(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Probabilities (N, num_classes) float32 for uint8/float images (N, H, W, C) in 0-255."""
         images = np.asarray(images)
@@ -138,8 +144,7 @@ def _from_keras_model(model, path: Path, format_name: str) -> Classifier:
         raise UserError(f"{path} has {len(model.inputs)} inputs; an image classifier has one")
     input_shape = _image_input_shape(model.inputs[0].shape, path)
     num_classes = int(model.outputs[0].shape[-1])
-    return Classifier(str(path), format_name, _class_names(path, num_classes), input_shape,
-                      lambda batch: model(batch, training=False), keras_model=model)
+    return Classifier.from_keras(model, _class_names(path, num_classes), path, format_name)
 
 
 def _load_keras(path: Path, format_name: str) -> Classifier:

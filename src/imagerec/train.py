@@ -55,9 +55,8 @@ def train(dataset, recipe, run_dir=None, seed: int = 0, verbose: int | None = No
     history = trainer(net, dataset, recipe, run_dir, seed, verbose, list(callbacks), validation)
     train_wall_s = time.perf_counter() - started
     model = inference_model(net, recipe)
-    classifier = saving.Classifier(str(run_dir), "keras", dataset.class_names, dataset.image_shape,
-                                   lambda batch: model(batch, training=False), keras_model=model)
-    test = evaluate.evaluate(classifier, dataset.x_test, dataset.y_test)
+    test = evaluate.evaluate(saving.Classifier.from_keras(model, dataset.class_names, run_dir),
+                             dataset.x_test, dataset.y_test)
     files = saving.save_model_files(model, run_dir, dataset.class_names, recipe.model,
                                     test_time_augmentation=_uses_tta(recipe))
     _write_history(run_dir, history)

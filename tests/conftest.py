@@ -58,3 +58,14 @@ def seed_run(cifar_subset, tmp_path_factory) -> Path:
                      "--cache-dir", cache)
     assert result.returncode == 0, result.stderr[-3000:]
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def fast_run(cifar_subset, tmp_path_factory) -> Path:
+    """One real end-to-end `imagerec train --recipe fast_small` (2 epochs, batch 64)."""
+    run_dir = tmp_path_factory.mktemp("runs") / "fast"
+    cache = tmp_path_factory.mktemp("fast-cache")
+    result = run_cli("train", "--recipe", "fast_small", "--data", cifar_subset, "--out", run_dir, "--epochs", 2,
+                     "--batch-size", 64, "--cache-dir", cache)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir

@@ -16,6 +16,14 @@ def test_train_through_the_cli_prints_a_summary(seed_run):
     assert 0.0 <= metrics["test_accuracy"] <= 1.0
 
 
+def test_fast_recipe_through_the_cli_saves_a_test_time_augmented_model(fast_run):
+    metrics = json.loads((fast_run / "metrics.json").read_text())
+    assert metrics["recipe"]["name"] == "fast_small" and metrics["recipe"]["epochs"] == 2
+    assert json.loads((fast_run / "model.json").read_text())["test_time_augmentation"] is True
+    history = json.loads((fast_run / "history.json").read_text())
+    assert [record["epoch"] for record in history["epochs"]] == [1, 2]
+
+
 def test_evaluate_prints_the_same_accuracy_for_every_format(seed_run, cifar_subset):
     accuracies = set()
     for name in (saving.KERAS_FILE, saving.H5_FILE, saving.WEIGHTS_FILE, saving.SAVED_MODEL_DIR):

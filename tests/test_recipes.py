@@ -51,5 +51,5 @@ def test_nonsense_settings_are_user_errors(overrides, match):
 
 
 def test_unknown_recipe_lists_the_known_ones():
-    with pytest.raises(UserError, match="choose one of: fast, seed"):
+    with pytest.raises(UserError, match="choose one of: fast, fast_medium, fast_small, seed"):
         recipes.get_recipe("turbo")

@@ -18,14 +18,16 @@ def test_run_directory_has_every_file(seed_run):
         assert (seed_run / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_all_formats_give_the_same_probabilities(seed_run, cifar_subset):
+@pytest.mark.parametrize("run_fixture", ["seed_run", "fast_run"])
+def test_all_formats_give_the_same_probabilities(run_fixture, cifar_subset, request):
+    run_dir = request.getfixturevalue(run_fixture)
     images = data.load_dataset(str(cifar_subset)).x_test[:64]
-    probabilities = {name: saving.load_model(seed_run / name).predict_proba(images) for name in FORMATS}
+    probabilities = {name: saving.load_model(run_dir / name).predict_proba(images) for name in FORMATS}
     reference = probabilities[saving.KERAS_FILE]
     assert reference.shape == (64, 10)
     for name, other in probabilities.items():
         assert np.abs(other - reference).max() <= 1e-5, name
-    loaded = saving.load_model(seed_run / saving.SAVED_MODEL_DIR)
+    loaded = saving.load_model(run_dir / saving.SAVED_MODEL_DIR)
     assert loaded.class_names == data.load_dataset(str(cifar_subset)).class_names
 
 

@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a recipe and write a run directory")
     train.add_argument("--recipe", default="seed",
-                       help="training recipe: 'seed' (the original tutorial) or 'fast' (airbench-style) (default: seed)")
+                       help="training recipe: 'seed' (the original tutorial), or the airbench-style 'fast' (10 epochs), "
+                            "'fast_medium' (5) or 'fast_small' (4) (default: seed)")
     _add_data_options(train)
     train.add_argument("--out", default=None, help="run directory (default runs/<timestamp>)")
     train.add_argument("--epochs", type=_non_negative_int, default=None,

@@ -9,7 +9,6 @@ Records wall time, per-epoch time, test accuracy after each phase, FLOPs per ima
 import argparse
 import datetime
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -19,7 +18,7 @@ from pathlib import Path
 import keras
 
 import imagerec
-from imagerec import models, recipes, train
+from imagerec import recipes, train
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -38,14 +37,6 @@ class EpochTimer(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self._started)
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:
@@ -80,7 +71,7 @@ def append_result(arguments, dataset, result, epoch_seconds, load_s) -> None:
     lines = [
         f"\n### Seed recipe, {arguments.label} — {datetime.date.today().isoformat()}\n",
         f"- Command: `python benchmarks/seed_recipe.py --data {arguments.data}` (commit {arguments.commit}, seed {arguments.seed})",
-        f"- Machine: {cpu_name()}, {os.cpu_count()} cores, CPU only, float32",
+        f"- Machine: {train.cpu_name()}, {os.cpu_count()} cores, CPU only, float32",
         f"- Versions: imagerec {versions['imagerec']}, TensorFlow {versions['tensorflow']}, Keras {versions['keras']}, "
         f"NumPy {versions['numpy']}, Python {versions['python']}",
         f"- Data load (decode or cache): {load_s:.1f} s; train {len(dataset.y_train)}, test {len(dataset.y_test)} images",

@@ -16,7 +16,6 @@ import dataclasses
 import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -26,8 +25,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-import imagerec
-from imagerec import data, evaluate, models, recipes, saving, train
+from imagerec import data, evaluate, recipes, saving, train
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 THRESHOLDS = (0.81, 0.85, 0.90, 0.93, 0.94)
@@ -96,11 +94,6 @@ def run_once(arguments, recipe, seed: int) -> dict:
             "achieved_gflops": round(3 * flops * images_per_epoch * len(clock.epochs) / pure_train_s / 1e9, 1)}
 
 
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def summarise(values):
@@ -132,7 +125,7 @@ def write_table(arguments, recipe, runs, results_path: Path) -> str:
         f"batch {recipe.batch_size} — {arguments.label}, {datetime.date.today().isoformat()}\n",
         f"- Command: `python benchmarks/time_to_accuracy.py {' '.join(sys.argv[1:])}` (commit {commit}); "
         f"evaluated on the {evaluated_on}",
-        f"- Machine: {cpu_name()}, {os.cpu_count()} cores, CPU only, float32, XLA on; TensorFlow "
+        f"- Machine: {train.cpu_name()}, {os.cpu_count()} cores, CPU only, float32, XLA on; TensorFlow "
         f"{versions['tensorflow']}, Keras {versions['keras']}, Python {versions['python']}",
         f"- Final accuracy {100 * np.mean(finals):.2f}% (± {100 * np.std(finals):.2f}, n={len(runs)}) at "
         f"{summarise([run['final_train_s'] for run in runs])}; "
@@ -179,7 +172,7 @@ def main() -> None:
                                 batch_size=arguments.batch_size, learning_rate=arguments.learning_rate, **typed)
     runs = [run_once(arguments, recipe, seed) for seed in arguments.seeds]
     output = {"recipe": dataclasses.asdict(recipe), "runs": runs,
-              "holdout": arguments.holdout, "versions": train.versions(), "cpu": cpu_name(),
+              "holdout": arguments.holdout, "versions": train.versions(), "cpu": train.cpu_name(),
               "command": " ".join(sys.argv), "date": datetime.datetime.now().isoformat(timespec="seconds")}
     json_path = Path(arguments.json or tempfile.mkstemp(prefix="time_to_accuracy-", suffix=".json")[1])
     json_path.write_text(json.dumps(output, indent=2, default=str))

@@ -142,7 +142,7 @@ def _image_input_shape(shape, path: Path) -> tuple:
 def _from_keras_model(model, path: Path, format_name: str) -> Classifier:
     if len(model.inputs) != 1:
         raise UserError(f"{path} has {len(model.inputs)} inputs; an image classifier has one")
-    input_shape = _image_input_shape(model.inputs[0].shape, path)
+    _image_input_shape(model.inputs[0].shape, path)  # raises for a model that does not take images
     num_classes = int(model.outputs[0].shape[-1])
     return Classifier.from_keras(model, _class_names(path, num_classes), path, format_name)
 

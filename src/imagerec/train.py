@@ -17,7 +17,6 @@ import tensorflow as tf
 import imagerec
 from imagerec import augment, evaluate, fileio, models, optim, plots, saving
 from imagerec.errors import UserError
-from imagerec.fileio import default_run_dir  # noqa: F401 - part of this module's API
 
 
 @dataclasses.dataclass
@@ -45,7 +44,7 @@ def train(dataset, recipe, run_dir=None, seed: int = 0, verbose: int | None = No
     `validate_each_epoch=False` skips the per-epoch validation pass (benchmarks evaluate on their own).
     Raises UserError if `run_dir` already holds files or the model does not suit the recipe.
     """
-    run_dir = fileio.prepare_empty_dir(run_dir or default_run_dir())
+    run_dir = fileio.prepare_empty_dir(run_dir or fileio.default_run_dir())
     verbose = verbose if verbose is not None else (1 if sys.stdout.isatty() else 2)
     keras.utils.set_random_seed(seed)
     started = time.perf_counter()
@@ -166,12 +165,13 @@ class FastTrainer(keras.Model):
         return tf.reduce_mean(keras.losses.categorical_crossentropy(
             targets, logits, from_logits=True, label_smoothing=self.recipe.label_smoothing))
 
-    def _gradient_scale(self, variable):
+    def _scales(self, variable):
+        """(gradient scale, L2 scale) of a variable: the gated whitening bias gets neither once frozen."""
         if variable.path.startswith("whiten/"):
-            return self.whiten_bias_gate
+            return self.whiten_bias_gate, self.whiten_bias_gate
         if "_bn" in variable.path and variable.name == "beta":
-            return self.recipe.bias_lr_scale
-        return 1.0
+            return self.recipe.bias_lr_scale, 1.0
+        return 1.0, 1.0
 
     def train_step(self, data):
         images, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
@@ -182,9 +182,9 @@ class FastTrainer(keras.Model):
         gradients = tape.gradient(loss, variables)
         # airbench's decoupled units: this L2 gives every variable the same per-step decay.
         l2 = self.recipe.weight_decay / self.recipe.learning_rate
-        gradients = [self._gradient_scale(variable) * gradient
-                     + (self.whiten_bias_gate if variable.path.startswith("whiten/") else 1.0) * l2 * variable
-                     for gradient, variable in zip(gradients, variables)]
+        scales = [self._scales(variable) for variable in variables]
+        gradients = [gradient_scale * gradient + l2_scale * l2 * variable
+                     for gradient, variable, (gradient_scale, l2_scale) in zip(gradients, variables, scales)]
         self.optimizer.apply(gradients, variables)
         return self._update_metrics(loss, labels, logits)
 
@@ -270,7 +270,17 @@ def _metrics(test, dataset, recipe, net, model, seed, files, train_wall_s, wall_
     }
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def versions() -> dict:
-    return {"imagerec": imagerec.__version__, "python": platform.python_version(),
+    return {"imagerec": imagerec.__version__, "cpu": cpu_name(), "python": platform.python_version(),
             "tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__,
             "platform": platform.platform(), "processor": platform.machine()}

@@ -31,7 +31,8 @@ class TriangleSchedule(keras.optimizers.schedules.LearningRateSchedule):
 class Lookahead(keras.callbacks.Callback):
     """Every `every` steps from `start_epoch` on, move an average of the net's weights towards them with
     decay rho = (decay ** every) * (step / total_steps) ** power, and copy the average back into the net;
-    at each epoch end the net takes the average. Covers BN running statistics too (airbench)."""
+    after the last step the net takes the average (airbench's LookaheadState). Covers BN running
+    statistics too. Between updates the net trains on freely, so mid-run evaluations see its own weights."""
 
     def __init__(self, net, total_steps: int, start_epoch: int, every: int, decay: float, power: float):
         super().__init__()
@@ -48,8 +49,12 @@ class Lookahead(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         step = int(self.model.optimizer.iterations.numpy())
-        if self.epoch < self.start_epoch or step % self.every:
-            return
+        if self.epoch >= self.start_epoch and step % self.every == 0:
+            self._update(step)
+        if step >= self.total_steps:
+            self._write_average()
+
+    def _update(self, step: int):
         variables = self._variables()
         if self.average is None:
             self.average = [np.array(variable.numpy()) for variable in variables]
@@ -59,7 +64,7 @@ class Lookahead(keras.callbacks.Callback):
             average += (1 - rho) * (variable.numpy() - average)
             variable.assign(average)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def _write_average(self):
         if self.average is not None:
             for average, variable in zip(self.average, self._variables()):
                 variable.assign(average)

@@ -228,7 +228,7 @@ def _train_fast(net, dataset, recipe, run_dir: Path, seed: int, verbose: int, ca
     schedule = optim.TriangleSchedule(fast_learning_rate(recipe), total_steps, recipe.lr_start,
                                       recipe.lr_peak_at, recipe.lr_end)
     trainer.compile(optimizer=keras.optimizers.SGD(schedule, momentum=recipe.momentum, nesterov=True),
-                    jit_compile=True)
+                    jit_compile=recipe.jit_compile)
     lookahead = optim.Lookahead(net, total_steps, recipe.lookahead_start_epoch, recipe.lookahead_every,
                                 recipe.lookahead_decay, recipe.lookahead_power)
     training_batches = fast_batches(dataset.x_train, dataset.y_train, recipe.batch_size, recipe.epochs, seed,

@@ -1,13 +1,19 @@
 """Benchmark: training throughput of a model on this machine (synthetic data, no accuracy).
 
-    python benchmarks/throughput.py --model fast --batch-size 1024 --steps 6
+    python benchmarks/throughput.py --model fast fast_medium fast_small --jit off on --policy float32 mixed_bfloat16
 
-Times training steps after a warm-up (XLA compilation excluded) and prints images/s and achieved GFLOP/s
-(training ≈ 3 forward passes per image). Use it to choose widths and batch sizes before a long run.
+Times training steps after a warm-up (compilation excluded) and prints images/s and achieved GFLOP/s
+(training ≈ 3 forward passes per image), for every combination of the options: with and without XLA, in
+float32 or a Keras mixed-precision policy. Use it to choose widths, batch sizes and settings before a long
+run; each combination runs in its own process, so policies and compiled graphs do not leak between them.
 """
 
 import argparse
+import itertools
+import json
 import os
+import subprocess
+import sys
 import time
 
 import keras
@@ -16,7 +22,8 @@ import numpy as np
 from imagerec import models, recipes, train
 
 
-def measure(model_name: str, batch_size: int, steps: int, jit: bool) -> dict:
+def measure(model_name: str, batch_size: int, steps: int, jit: bool, policy: str = "float32") -> dict:
+    keras.mixed_precision.set_global_policy(policy)
     keras.utils.set_random_seed(0)
     net = models.build_model(model_name, 10)
     rng = np.random.default_rng(0)
@@ -36,7 +43,7 @@ def measure(model_name: str, batch_size: int, steps: int, jit: bool) -> dict:
     seconds = time.perf_counter() - started
     flops = models.forward_flops(net)
     images_per_s = steps * batch_size / seconds
-    return {"model": model_name, "batch_size": batch_size, "jit": jit, "images_per_s": round(images_per_s, 1),
+    return {"model": model_name, "batch_size": batch_size, "jit": jit, "policy": policy, "images_per_s": round(images_per_s, 1),
             "gflops": round(3 * flops * images_per_s / 1e9, 1), "forward_mflops": round(flops / 1e6, 1)}
 
 
@@ -45,12 +52,22 @@ def main() -> None:
     parser.add_argument("--model", nargs="+", default=["fast"])
     parser.add_argument("--batch-size", type=int, nargs="+", default=[1024])
     parser.add_argument("--steps", type=int, default=6)
-    parser.add_argument("--no-jit", action="store_true")
+    parser.add_argument("--jit", nargs="+", choices=["on", "off"], default=["off"], help="XLA compilation")
+    parser.add_argument("--policy", nargs="+", default=["float32"], help="Keras dtype policies, e.g. mixed_bfloat16")
+    parser.add_argument("--one", nargs=5, metavar=("MODEL", "BATCH", "STEPS", "JIT", "POLICY"), help=argparse.SUPPRESS)
     arguments = parser.parse_args()
-    print(f"{os.cpu_count()} cores")
-    for model_name in arguments.model:
-        for batch_size in arguments.batch_size:
-            print(measure(model_name, batch_size, arguments.steps, not arguments.no_jit), flush=True)
+    if arguments.one:  # a single measurement, in this (child) process
+        model_name, batch_size, steps, jit, policy = arguments.one
+        print(json.dumps(measure(model_name, int(batch_size), int(steps), jit == "on", policy)), flush=True)
+        return
+    print(f"{os.cpu_count()} cores, {train.cpu_name()}", flush=True)
+    for model_name, batch_size, jit, policy in itertools.product(arguments.model, arguments.batch_size,
+                                                                  arguments.jit, arguments.policy):
+        child = subprocess.run([sys.executable, __file__, "--one", model_name, str(batch_size),
+                                str(arguments.steps), jit, policy], capture_output=True, text=True)
+        lines = child.stdout.strip().splitlines()
+        print(lines[-1] if child.returncode == 0 and lines else
+              f"{model_name} batch {batch_size} jit {jit} {policy}: failed: {child.stderr.strip()[-300:]}", flush=True)
 
 
 if __name__ == "__main__":

@@ -54,8 +54,8 @@ def seed_run(cifar_subset, tmp_path_factory) -> Path:
     """One real end-to-end `imagerec train` of the seed recipe (1 plain + 1 augmented epoch)."""
     run_dir = tmp_path_factory.mktemp("runs") / "seed"
     cache = tmp_path_factory.mktemp("seed-cache")
-    result = run_cli("train", "--data", cifar_subset, "--out", run_dir, "--epochs", 1, "--aug-epochs", 1,
-                     "--cache-dir", cache)
+    result = run_cli("train", "--recipe", "seed", "--data", cifar_subset, "--out", run_dir, "--epochs", 1,
+                     "--aug-epochs", 1, "--cache-dir", cache)
     assert result.returncode == 0, result.stderr[-3000:]
     return run_dir
 

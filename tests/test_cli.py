@@ -1,8 +1,14 @@
 """The real `imagerec` command: end to end through subprocesses, error cases in-process."""
 
 import json
+import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -77,7 +83,8 @@ def _one_line_error(capsys, argv, match):
     (["train", "--val-split", "1.5"], "between 0 and 1"),
     (["train", "--epochs", "ten"], "not a whole number"),
     (["train", "--recipe", "turbo"], "unknown recipe 'turbo'"),
-    (["train", "--epochs", "0", "--aug-epochs", "0"], "nothing to train"),
+    (["train", "--recipe", "seed", "--epochs", "0", "--aug-epochs", "0"], "nothing to train"),
+    (["train", "--aug-epochs", "2"], "recipe 'fast' has no setting(s): augmented_epochs"),
     (["frobnicate"], "invalid choice"),
 ])
 def test_nonsense_options_are_one_line_errors(capsys, argv, match):
@@ -122,8 +129,85 @@ def test_offline_default_data_is_a_one_line_error_without_traceback(tmp_path):
     # An empty KERAS_HOME and a proxy on a closed local port make the download fail here as it does offline.
     offline = {"KERAS_HOME": str(tmp_path / "keras"), "HTTPS_PROXY": "http://127.0.0.1:9",
                "HTTP_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}
-    result = run_cli("train", "--out", tmp_path / "run", "--epochs", 1, "--aug-epochs", 0, env=offline)
+    result = run_cli("train", "--out", tmp_path / "run", "--epochs", 1, env=offline)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("imagerec: error:")]
     assert len(errors) == 1 and "--data" in errors[0]
+
+
+def _train_command(*arguments):
+    return [sys.executable, "-m", "imagerec", "train", *map(str, arguments)]
+
+
+def test_a_killed_run_resumes_from_its_last_completed_epoch(cifar_subset, tmp_path):
+    run_dir = tmp_path / "run"
+    options = ["--recipe", "fast_small", "--data", cifar_subset, "--out", run_dir, "--epochs", 12,
+               "--batch-size", 32, "--cache-dir", tmp_path / "cache"]
+    metadata = run_dir / "backup" / "training_metadata.json"
+    process = subprocess.Popen(_train_command(*options), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                if json.loads(metadata.read_text())["epoch"] >= 3:
+                    break
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.02)
+        assert process.poll() is None, "the run ended before it could be killed"
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
+    assert not (run_dir / "metrics.json").exists() and not (run_dir / "model.keras").exists()
+    assert not [path for path in run_dir.rglob("*") if ".tmp" in path.name]  # no half-written file of ours
+    completed = None
+    for name in ("training_metadata.json", "training_metadata.json.bkp"):
+        try:
+            completed = json.loads((run_dir / "backup" / name).read_text())["epoch"]
+            break
+        except (OSError, ValueError):
+            continue
+    assert completed is not None and 3 <= completed < 12
+
+    resumed = run_cli("train", *options, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    epochs_run = [int(number) for number in re.findall(r"^Epoch (\d+)/12", resumed.stdout, re.MULTILINE)]
+    assert epochs_run == list(range(completed + 1, 13))  # only the remaining epochs
+    history = json.loads((run_dir / "history.json").read_text())
+    assert [record["epoch"] for record in history["epochs"]] == list(range(1, 13))  # none missing or repeated
+    assert (run_dir / "metrics.json").is_file() and (run_dir / "model.keras").is_file()
+    assert not (run_dir / "backup").exists()  # a finished run needs no backup
+
+
+def test_deterministic_runs_give_bit_identical_weights_and_history(cifar_subset, tmp_path):
+    runs = []
+    for index in range(2):
+        run_dir = tmp_path / f"run{index}"
+        result = run_cli("train", "--recipe", "fast_small", "--data", cifar_subset, "--out", run_dir, "--epochs", 2,
+                         "--batch-size", 64, "--seed", 3, "--deterministic", "--cache-dir", tmp_path / "cache")
+        assert result.returncode == 0, result.stderr[-3000:]
+        runs.append(run_dir)
+    first, second = (_weight_arrays(run / "gfgModelWeights.weights.h5") for run in runs)
+    assert len(first) == len(second) > 0
+    assert all(np.array_equal(a, b) for a, b in zip(first, second))
+    histories = [json.loads((run / "history.json").read_text()) for run in runs]
+    assert histories[0] == histories[1]
+
+
+def _weight_arrays(path) -> list:
+    import h5py
+
+    arrays = []
+    with h5py.File(path, "r") as handle:
+        handle.visititems(lambda name, item: arrays.append(item[()]) if isinstance(item, h5py.Dataset) else None)
+    return arrays
+
+
+def test_nonsense_training_options_are_one_line_errors(capsys, tmp_path):
+    _one_line_error(capsys, ["train", "--resume"], "--resume needs --out")
+    _one_line_error(capsys, ["train", "--strategy", "ring"], "invalid choice")
+    _one_line_error(capsys, ["train", "--xla", "maybe"], "invalid choice")

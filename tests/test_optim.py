@@ -25,7 +25,8 @@ def _lookahead_with_fake_optimizer(total_steps):
     class Holder:
         optimizer = FakeOptimizer()
 
-    callback = optim.Lookahead(net, total_steps=total_steps, start_epoch=0, every=1, decay=0.5, power=0.0)
+    callback = optim.Lookahead(net, optim.LookaheadState(net), total_steps=total_steps, start_epoch=0, every=1,
+                               decay=0.5, power=0.0)
     callback.set_model(Holder())
     return callback, net.layers[-1].kernel, FakeOptimizer.iterations
 

@@ -1,5 +1,7 @@
+import dataclasses
 import json
 
+import numpy as np
 import pytest
 
 from imagerec import data, fileio, recipes, train
@@ -80,3 +82,65 @@ def test_a_model_that_does_not_suit_the_recipe_is_refused(cifar_subset, tmp_path
         train.train(dataset, recipes.get_recipe("fast", model="tiny", epochs=1), tmp_path / "a", verbose=0)
     with pytest.raises(UserError, match="end in softmax"):
         train.train(dataset, recipes.get_recipe("seed", model="fast_small", epochs=1), tmp_path / "b", verbose=0)
+
+
+def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_epoch(cifar_subset, tmp_path):
+    import keras
+
+    dataset = data.load_dataset(str(cifar_subset), cache_dir=tmp_path / "cache")
+    recipe = recipes.get_recipe("seed", model="tiny", plain_epochs=3, augmented_epochs=0, batch_size=64)
+
+    def poison(epoch, logs=None):  # in the second epoch, turn a weight into NaN
+        if epoch == 1:
+            model = poisoner.model
+            model.layers[-1].kernel.assign(np.full(model.layers[-1].kernel.shape, np.nan, np.float32))
+
+    poisoner = keras.callbacks.LambdaCallback(on_epoch_begin=poison)
+    with pytest.raises(UserError, match="NaN or infinite.*--resume"):
+        train.train(dataset, recipe, tmp_path / "run", verbose=0, callbacks=[poisoner])
+    backup = tmp_path / "run" / train.BACKUP_DIR
+    assert json.loads((backup / "training_metadata.json").read_text())["epoch"] == 1
+    assert not (tmp_path / "run" / "metrics.json").exists()
+    # The kept backup is the healthy first epoch: every weight finite.
+    import h5py
+
+    with h5py.File(backup / "latest.weights.h5", "r") as handle:
+        arrays = []
+        handle.visititems(lambda name, item: arrays.append(item[()]) if isinstance(item, h5py.Dataset) else None)
+    assert arrays and all(np.isfinite(array).all() for array in arrays if np.asarray(array).dtype.kind == "f")
+
+
+def test_resume_refuses_a_finished_run_and_different_options(cifar_subset, tmp_path):
+    dataset = data.load_dataset(str(cifar_subset), cache_dir=tmp_path / "cache")
+    recipe = recipes.get_recipe("seed", model="tiny", plain_epochs=1, augmented_epochs=0, batch_size=64)
+    train.train(dataset, recipe, tmp_path / "run", verbose=0)
+    with pytest.raises(UserError, match="already finished"):
+        train.train(dataset, recipe, tmp_path / "run", verbose=0, resume=True)
+    (tmp_path / "run" / "metrics.json").unlink()
+    with pytest.raises(UserError, match="differ.*batch_size"):
+        train.train(dataset, dataclasses.replace(recipe, batch_size=32), tmp_path / "run", verbose=0, resume=True)
+
+
+def test_bf16_mixed_precision_trains_and_saves_a_float32_model(cifar_subset, tmp_path):
+    import keras
+
+    dataset = data.load_dataset(str(cifar_subset), cache_dir=tmp_path / "cache")
+    recipe = recipes.get_recipe("fast_small", epochs=1, batch_size=64, mixed_precision="bf16")
+    seen = []
+    compute_dtype = keras.callbacks.LambdaCallback(
+        on_train_begin=lambda logs=None: seen.append(keras.mixed_precision.global_policy().name))
+    result = train.train(dataset, recipe, tmp_path / "run", verbose=0, callbacks=[compute_dtype])
+    assert seen == ["mixed_bfloat16"]
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored after training
+    loaded = keras.saving.load_model(tmp_path / "run" / "model.keras", compile=False)
+    assert {layer.dtype_policy.name for layer in loaded.layers} == {"float32"}
+    probabilities = np.asarray(loaded(dataset.x_test[:8].astype("float32")))
+    assert probabilities.dtype == np.float32 and np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+    assert result.metrics["recipe"]["mixed_precision"] == "bf16"
+
+
+def test_fp16_without_a_gpu_is_a_user_error(cifar_subset, tmp_path):
+    dataset = data.load_dataset(str(cifar_subset), cache_dir=tmp_path / "cache")
+    recipe = recipes.get_recipe("fast_small", epochs=1, batch_size=64, mixed_precision="fp16")
+    with pytest.raises(UserError, match="fp16 needs a GPU"):
+        train.train(dataset, recipe, tmp_path / "run", verbose=0)

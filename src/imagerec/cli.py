@@ -76,9 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     train = commands.add_parser("train", help="train a recipe and write a run directory")
-    train.add_argument("--recipe", default="seed",
-                       help="training recipe: 'seed' (the original tutorial), or the airbench-style 'fast' (10 epochs), "
-                            "'fast_medium' (5) or 'fast_small' (4) (default: seed)")
+    train.add_argument("--recipe", default="fast",
+                       help="training recipe: the airbench-style 'fast' (10 epochs, the default), 'fast_medium' (8) "
+                            "or 'fast_small' (4), or 'seed' (the original tutorial)")
     _add_data_options(train)
     train.add_argument("--out", default=None, help="run directory (default runs/<timestamp>)")
     train.add_argument("--epochs", type=_non_negative_int, default=None,
@@ -88,6 +88,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=_positive_int, default=None, help="images per step (seed: 32, fast: 1024)")
     train.add_argument("--learning-rate", type=_positive_float, default=None, help="seed: Adam step size (0.001); fast: per 1024 examples, decoupled (11.5)")
     train.add_argument("--model", default=None, help="override the recipe's model (e.g. 'tiny' for a smoke test)")
+    train.add_argument("--strategy", choices=("auto", "default", "mirrored", "multiworker"), default="auto",
+                       help="tf.distribute strategy: 'mirrored' uses every local GPU, 'multiworker' the cluster in "
+                            "TF_CONFIG; 'auto' (default) is mirrored with 2+ GPUs, else one device")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the interrupted run in --out from its last completed epoch (same options)")
+    train.add_argument("--deterministic", action="store_true",
+                       help="TensorFlow op determinism: the same --seed gives bit-identical weights on a CPU")
+    train.add_argument("--mixed-precision", choices=("off", "bf16", "fp16"), default="off",
+                       help="train in bfloat16 (CPUs with AVX512_BF16/AMX, recent GPUs) or float16 (GPUs) with "
+                            "float32 weights; saved models are float32 (default off)")
+    train.add_argument("--xla", choices=("auto", "on", "off"), default="auto",
+                       help="compile training with XLA: 'auto' (default) only when a GPU is visible")
 
     evaluate = commands.add_parser("evaluate", help="test accuracy and loss of a saved model")
     evaluate.add_argument("model", help="a .keras, .h5 or .weights.h5 file, a SavedModel folder or a run directory")
@@ -132,21 +144,38 @@ def _load_data(arguments, image_size=(32, 32)):
 
 def _train(arguments) -> int:
     from imagerec import fileio, recipes
+    from imagerec.errors import UserError
 
     recipe = recipes.get_recipe(arguments.recipe, epochs=arguments.epochs,
                                 augmented_epochs=arguments.aug_epochs, batch_size=arguments.batch_size,
-                                learning_rate=arguments.learning_rate, model=arguments.model)
-    run_dir = fileio.prepare_empty_dir(arguments.out or fileio.default_run_dir(), create=False)
+                                learning_rate=arguments.learning_rate, model=arguments.model,
+                                jit_compile={"auto": None, "on": True, "off": False}[arguments.xla],
+                                mixed_precision=arguments.mixed_precision)
+    if arguments.resume and not arguments.out:
+        raise UserError("--resume needs --out: the run directory to continue")
+    if not arguments.resume and arguments.strategy != "multiworker":  # workers share --out; the chief checks it
+        fileio.prepare_empty_dir(arguments.out or fileio.default_run_dir(), create=False)
     dataset = _load_data(arguments)  # before TensorFlow loads: bad data fails fast
     _import_tensorflow_quietly()
-    from imagerec import train
+    from imagerec import distribute, train
+
+    strategy = distribute.make_strategy(arguments.strategy)  # before any other TensorFlow work
     print(f"imagerec: {dataset.source}: {len(dataset.y_train)} train / {len(dataset.y_test)} test images, "
-          f"{dataset.num_classes} classes; recipe {recipe.name} ({recipe.total_epochs} epochs)", flush=True)
-    result = train.train(dataset, recipe, run_dir, seed=arguments.seed)
+          f"{dataset.num_classes} classes; recipe {recipe.name} ({recipe.total_epochs} epochs)"
+          f"{_strategy_note(strategy)}", flush=True)
+    result = train.train(dataset, recipe, arguments.out, seed=arguments.seed, strategy=strategy,
+                         resume=arguments.resume, deterministic=arguments.deterministic)
     metrics = result.metrics
     print(f"imagerec: test accuracy {metrics['test_accuracy']:.4f}, loss {metrics['test_loss']:.4f}; "
-          f"trained in {metrics['train_wall_s']:.0f} s; run directory {result.run_dir}")
+          f"trained in {metrics['train_wall_s']:.0f} s; run directory "
+          f"{result.run_dir if distribute.is_chief(strategy) else '(written by the chief)'}")
     return 0
+
+
+def _strategy_note(strategy) -> str:
+    replicas = strategy.num_replicas_in_sync
+    return "" if replicas == 1 and type(strategy).__name__ == "_DefaultDistributionStrategy" else \
+        f"; {type(strategy).__name__}, {replicas} replica(s)"
 
 
 def _check_model_path(path) -> None:

@@ -29,9 +29,20 @@ def build_model(name: str, num_classes: int, input_shape=(32, 32, 3)) -> keras.M
     return MODELS[name](tuple(input_shape), int(num_classes))
 
 
+def replica_synced_batch_norm(**kwargs) -> keras.layers.BatchNormalization:
+    """BatchNormalization that, when built under a tf.distribute strategy with several replicas, computes
+    its statistics over the global batch. Unsynchronised, each replica would update the running statistics
+    from its own slice and the workers' copies would drift apart (seen with MultiWorkerMirroredStrategy);
+    synchronised, N replicas compute what one device computes on the whole batch."""
+    import tensorflow as tf
+
+    return keras.layers.BatchNormalization(synchronized=tf.distribute.get_strategy().num_replicas_in_sync > 1,
+                                           **kwargs)
+
+
 def _conv_bn(x, filters: int):
     x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
-    return keras.layers.BatchNormalization()(x)
+    return replica_synced_batch_norm()(x)
 
 
 @register_model
@@ -51,7 +62,7 @@ def seed(input_shape, num_classes: int) -> keras.Model:
     x = keras.layers.Dropout(0.2)(x)
     x = keras.layers.Dense(1024, activation="relu")(x)
     x = keras.layers.Dropout(0.2)(x)
-    outputs = keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name="probabilities", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="seed")
 
 
@@ -63,7 +74,7 @@ def tiny(input_shape, num_classes: int) -> keras.Model:
     x = _conv_bn(x, 8)
     x = keras.layers.MaxPooling2D(4)(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
-    outputs = keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name="probabilities", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="tiny")
 
 
@@ -79,14 +90,15 @@ def fast_net(input_shape, num_classes: int, widths=(64, 256, 256), name: str = "
     """
     inputs = keras.Input(shape=input_shape, name=INPUT_NAME)
     # Raw pixels go straight in: the whitening folds in the input normalisation (see PatchWhitening).
-    x = custom_layers.PatchWhitening(2 * 2 * 2 * input_shape[-1], patch_size=2, name="whiten")(inputs)
+    # float32 even under mixed precision: raw 0-255 pixels and the folded-in mean offset cancel (see PatchWhitening).
+    x = custom_layers.PatchWhitening(2 * 2 * 2 * input_shape[-1], patch_size=2, name="whiten", dtype="float32")(inputs)
     x = keras.layers.Activation("gelu")(x)
     for index, width in enumerate(widths, start=1):
         x = _fast_block(x, width, f"block{index}")
     x = keras.layers.GlobalMaxPooling2D()(x)  # = airbench's MaxPool2d(3) on the final 3x3 map
     x = keras.layers.Dense(num_classes, use_bias=False, kernel_initializer=_torch_default_init(),
                            name="logits_unscaled")(x)
-    outputs = keras.layers.Rescaling(1.0 / 9, name="logits")(x)  # airbench: scaling_factor 1/9
+    outputs = keras.layers.Rescaling(1.0 / 9, name="logits", dtype="float32")(x)  # airbench: scaling_factor 1/9
     net = keras.Model(inputs, outputs, name=name)
     for layer in net.layers:
         if isinstance(layer, keras.layers.Conv2D):
@@ -104,7 +116,7 @@ def _torch_default_init():
 def _fast_block(x, width: int, name: str):
     def batch_norm(suffix):
         # Keras momentum 0.6 = PyTorch momentum 0.4: running stats follow the batches quickly (airbench).
-        return keras.layers.BatchNormalization(momentum=0.6, epsilon=1e-12, scale=False, name=f"{name}_bn{suffix}")
+        return replica_synced_batch_norm(momentum=0.6, epsilon=1e-12, scale=False, name=f"{name}_bn{suffix}")
 
     def conv(suffix):
         return keras.layers.Conv2D(width, 3, padding="same", use_bias=False, kernel_initializer=_torch_default_init(),
@@ -165,7 +177,7 @@ def inference_model(net: keras.Model, test_time_augmentation: bool = False) -> k
         logits = custom_layers.TestTimeAverage()(net(custom_layers.TestTimeViews()(inputs)))
     else:
         logits = net(inputs)
-    outputs = keras.layers.Softmax(name="probabilities")(logits)
+    outputs = keras.layers.Softmax(name="probabilities", dtype="float32")(logits)
     return keras.Model(inputs, outputs, name=f"{net.name}_inference")
 
 

@@ -28,21 +28,37 @@ class TriangleSchedule(keras.optimizers.schedules.LearningRateSchedule):
                 "peak_at": self.peak_at, "end": self.end}
 
 
+class LookaheadState(keras.layers.Layer):
+    """Lookahead's running average of a net's float weights, held as non-trainable weights so that a
+    checkpoint of the model that owns this layer (BackupAndRestore) carries it: a resumed run goes on
+    averaging where it stopped."""
+
+    def __init__(self, net, **kwargs):
+        super().__init__(trainable=False, **kwargs)
+        # The net itself is not kept here: a layer attribute would make it a sub-layer, saved twice.
+        self.average = [self.add_weight(shape=variable.shape, initializer="zeros", trainable=False,
+                                        name=f"average_{index}") for index, variable in enumerate(averaged(net))]
+        self.started = self.add_weight(shape=(), initializer="zeros", trainable=False, name="started")
+        self.built = True
+
+
+def averaged(net) -> list:
+    """The variables Lookahead averages: every float weight of the net, BN running statistics included."""
+    return [variable for variable in net.weights if "float" in str(variable.dtype)]
+
+
 class Lookahead(keras.callbacks.Callback):
-    """Every `every` steps from `start_epoch` on, move an average of the net's weights towards them with
-    decay rho = (decay ** every) * (step / total_steps) ** power, and copy the average back into the net;
-    after the last step the net takes the average (airbench's LookaheadState). Covers BN running
+    """Every `every` steps from `start_epoch` on, move the average in `state` towards the net's weights
+    with decay rho = (decay ** every) * (step / total_steps) ** power, and copy the average back into the
+    net; after the last step the net takes the average (airbench's LookaheadState). Covers BN running
     statistics too. Between updates the net trains on freely, so mid-run evaluations see its own weights."""
 
-    def __init__(self, net, total_steps: int, start_epoch: int, every: int, decay: float, power: float):
+    def __init__(self, net, state: LookaheadState, total_steps: int, start_epoch: int, every: int, decay: float,
+                 power: float):
         super().__init__()
-        self.net, self.total_steps, self.start_epoch = net, total_steps, start_epoch
+        self.net, self.state, self.total_steps, self.start_epoch = net, state, total_steps, start_epoch
         self.every, self.decay, self.power = every, decay, power
-        self.average = None
         self.epoch = 0
-
-    def _variables(self):
-        return [variable for variable in self.net.weights if "float" in str(variable.dtype)]
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
@@ -55,16 +71,20 @@ class Lookahead(keras.callbacks.Callback):
             self._write_average()
 
     def _update(self, step: int):
-        variables = self._variables()
-        if self.average is None:
-            self.average = [np.array(variable.numpy()) for variable in variables]
+        variables = averaged(self.net)
+        if not self.state.started.numpy():
+            for average, variable in zip(self.state.average, variables):
+                average.assign(variable.numpy())
+            self.state.started.assign(1.0)
             return
         rho = self.decay ** self.every * (step / self.total_steps) ** self.power
-        for average, variable in zip(self.average, variables):
-            average += (1 - rho) * (variable.numpy() - average)
-            variable.assign(average)
+        for average, variable in zip(self.state.average, variables):
+            updated = average.numpy()
+            updated += (1 - rho) * (variable.numpy() - updated)
+            average.assign(updated)
+            variable.assign(updated)
 
     def _write_average(self):
-        if self.average is not None:
-            for average, variable in zip(self.average, self._variables()):
-                variable.assign(average)
+        if self.state.started.numpy():
+            for average, variable in zip(self.state.average, averaged(self.net)):
+                variable.assign(average.numpy())

@@ -4,10 +4,16 @@ Flow: Dataset (uint8) → tf.data batches → model.fit, phase by phase → eval
 model files, history, curves and metrics.json in the run directory (every file written atomically).
 """
 
+import contextlib
+import csv
 import dataclasses
+import json
 import platform
+import shutil
 import sys
+import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import keras
@@ -15,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 import imagerec
-from imagerec import augment, evaluate, fileio, models, optim, plots, saving
+from imagerec import augment, distribute, evaluate, fileio, models, optim, plots, saving
 from imagerec.errors import UserError
 
 
@@ -36,32 +42,209 @@ def batches(images, labels, batch_size: int, shuffle_seed: int | None = None) ->
 
 
 def train(dataset, recipe, run_dir=None, seed: int = 0, verbose: int | None = None,
-          callbacks=(), validate_each_epoch: bool = True) -> RunResult:
+          callbacks=(), validate_each_epoch: bool = True, strategy=None, resume: bool = False,
+          deterministic: bool = False) -> RunResult:
     """Train `recipe` on `dataset`, evaluate on its test split, and save everything under `run_dir`.
 
     The test split doubles as the validation data shown per epoch, as in the original tutorial.
     `callbacks` are extra Keras callbacks given to every `fit` (e.g. timers, TensorBoard);
     `validate_each_epoch=False` skips the per-epoch validation pass (benchmarks evaluate on their own).
-    Raises UserError if `run_dir` already holds files or the model does not suit the recipe.
+
+    Training state is backed up in `run_dir/backup/` after every epoch (Keras' BackupAndRestore);
+    `resume=True` continues an interrupted run in `run_dir` from its last completed epoch. A NaN or
+    infinite loss stops training with a UserError and keeps that backup.
+    `deterministic=True` turns on TensorFlow's op determinism (for the whole process): with the same seed,
+    two runs on the same CPU give bit-identical weights and history.
+
+    `strategy` is a tf.distribute strategy (see `distribute.make_strategy`; default: the current one).
+    Under multiworker every worker runs all of this alike (saving reads distributed variables, which takes
+    every worker), but only the chief writes `run_dir`; the others write to a temporary folder, then delete it.
+    Raises UserError if `run_dir` already holds files (unless resuming) or the model does not suit the recipe.
     """
-    run_dir = fileio.prepare_empty_dir(run_dir or fileio.default_run_dir())
+    strategy = strategy or tf.distribute.get_strategy()
+    if resume and distribute.is_multiworker(strategy):
+        raise UserError("--resume is not supported with --strategy multiworker yet: restart the workers instead")
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+    chief = distribute.is_chief(strategy)
+    if not chief:
+        run_dir = Path(tempfile.mkdtemp(prefix="imagerec-worker-"))
+    elif resume:
+        run_dir = _resumable_dir(run_dir)
+    else:
+        run_dir = fileio.prepare_empty_dir(run_dir or fileio.default_run_dir())
+    _record_settings(run_dir, recipe, seed, resume)
+    try:
+        return _train_in(run_dir, dataset, recipe, seed, verbose, callbacks, validate_each_epoch, strategy)
+    finally:
+        if not chief:
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _train_in(run_dir, dataset, recipe, seed, verbose, callbacks, validate_each_epoch, strategy) -> RunResult:
     verbose = verbose if verbose is not None else (1 if sys.stdout.isatty() else 2)
     keras.utils.set_random_seed(seed)
     started = time.perf_counter()
-    net = models.build_model(recipe.model, dataset.num_classes, dataset.image_shape)
-    trainer = {"seed": _train_seed, "fast": _train_fast}[recipe.kind]
+    distribute.per_replica_batch(strategy, recipe.batch_size)  # fails early if the replicas cannot share it
+    if distribute.is_multiworker(strategy):
+        validate_each_epoch = False  # see distribute.fit
     validation = batches(dataset.x_test, dataset.y_test, 500).prefetch(tf.data.AUTOTUNE) if validate_each_epoch else None
-    history = trainer(net, dataset, recipe, run_dir, seed, verbose, list(callbacks), validation)
+    first_epoch = _prepare_resume(run_dir)
+    callbacks = [*_safety_callbacks(run_dir, strategy), *callbacks]
+    trainer = {"seed": _train_seed, "fast": _train_fast}[recipe.kind]
+    with strategy.scope(), _dtype_policy(recipe.mixed_precision):
+        net = models.build_model(recipe.model, dataset.num_classes, dataset.image_shape)
+        try:
+            trainer(net, dataset, recipe, run_dir, seed, verbose, callbacks, validation, strategy, first_epoch)
+        except RuntimeError as error:
+            if "NaN or Inf" not in str(error):
+                raise
+            raise UserError(f"training stopped: the loss became NaN or infinite ({_first_line(error)}); the last "
+                            f"good epoch is kept in {run_dir / BACKUP_DIR} (--resume continues from it, e.g. "
+                            "after lowering --learning-rate)") from None
+    if recipe.mixed_precision != "off":
+        net = _float32_copy(net, recipe, dataset)
     train_wall_s = time.perf_counter() - started
     model = inference_model(net, recipe)
     test = evaluate.evaluate(saving.Classifier.from_keras(model, dataset.class_names, run_dir),
                              dataset.x_test, dataset.y_test)
     files = saving.save_model_files(model, run_dir, dataset.class_names, recipe.model,
                                     test_time_augmentation=_uses_tta(recipe))
+    history = _history_from_csv(run_dir, recipe)
     _write_history(run_dir, history)
     metrics = _metrics(test, dataset, recipe, net, model, seed, files, train_wall_s, time.perf_counter() - started)
     fileio.write_json(run_dir / "metrics.json", metrics)
     return RunResult(run_dir, model, history, metrics)
+
+
+# ---------------------------------------------------------------- precision
+
+PRECISION_POLICIES = {"off": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+
+
+@contextlib.contextmanager
+def _dtype_policy(mixed_precision: str):
+    """Keras' global dtype policy for building and training, restored afterwards."""
+    check_precision(mixed_precision)
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(PRECISION_POLICIES[mixed_precision])
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def check_precision(mixed_precision: str) -> None:
+    """UserError for a precision the hardware cannot run; a warning where it runs but slowly."""
+    has_gpu = bool(tf.config.list_physical_devices("GPU"))
+    if mixed_precision == "fp16" and not has_gpu:
+        raise UserError("--mixed-precision fp16 needs a GPU (TensorFlow's CPU kernels emulate float16 slowly); "
+                        "on a CPU use bf16")
+    if mixed_precision == "bf16" and not has_gpu and not cpu_has_bf16():
+        warnings.warn("this CPU has no bfloat16 instructions (AVX512_BF16 or AMX): mixed_bfloat16 will run, "
+                      "but slower than float32", stacklevel=3)
+
+
+def cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def _float32_copy(net, recipe, dataset):
+    """The trained net rebuilt in float32 with the same weights: every saved and exported format is float32."""
+    copy = models.build_model(recipe.model, dataset.num_classes, dataset.image_shape)
+    copy.set_weights(net.get_weights())
+    return copy
+
+
+# ---------------------------------------------------------------- resume and safety
+
+BACKUP_DIR = "backup"  # BackupAndRestore's own folder: latest.weights.h5, training_metadata.json (+ .bkp)
+HISTORY_CSV = "history.csv"
+
+
+def _resumable_dir(run_dir) -> Path:
+    if run_dir is None:
+        raise UserError("--resume needs --out: the run directory to continue")
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"cannot resume: {run_dir} is not a run directory")
+    if (run_dir / "metrics.json").exists():
+        raise UserError(f"cannot resume: the run in {run_dir} has already finished")
+    return run_dir
+
+
+def _record_settings(run_dir: Path, recipe, seed: int, resume: bool) -> None:
+    """Write run.json (recipe and seed) when a run starts; a resumed run must have the same."""
+    settings = {"recipe": dataclasses.asdict(recipe), "seed": seed}
+    path = run_dir / "run.json"
+    if resume and path.exists():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if saved != json.loads(json.dumps(settings)):
+            changed = sorted(key for key in {**saved["recipe"], **settings["recipe"]}
+                             if saved["recipe"].get(key) != settings["recipe"].get(key))
+            changed += ["seed"] if saved.get("seed") != seed else []
+            raise UserError(f"--resume must repeat the run's options; these differ from {path}: {', '.join(changed)}")
+        return
+    fileio.write_json(path, settings)
+
+
+def _prepare_resume(run_dir: Path) -> int:
+    """Epochs already completed in `run_dir` (0 for a new run); drops history rows of later, unfinished ones."""
+    completed = 0
+    for name in ("training_metadata.json", "training_metadata.json.bkp"):  # Keras' backup, then its previous one
+        try:
+            completed = int(json.loads((run_dir / BACKUP_DIR / name).read_text())["epoch"])
+            break
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    history = run_dir / HISTORY_CSV
+    if history.exists():
+        rows = list(csv.DictReader(history.open(newline="", encoding="utf-8")))
+        kept = [row for row in rows if int(row["epoch"]) < completed]  # CSVLogger counts epochs from 0
+        with fileio.atomic_path(history, suffix=".csv") as temporary, \
+                temporary.open("w", newline="", encoding="utf-8") as handle:
+            if kept:
+                writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(kept)
+    return completed
+
+
+def _safety_callbacks(run_dir: Path, strategy) -> list:
+    # TerminateOnNaN's graceful default would run on_train_end, where BackupAndRestore deletes its backup.
+    callbacks = [keras.callbacks.TerminateOnNaN(raise_error=True)]
+    if not distribute.is_multiworker(strategy):
+        # double_checkpoint keeps the previous epoch's files, so a kill while Keras writes leaves one loadable.
+        callbacks.insert(0, keras.callbacks.BackupAndRestore(str(run_dir / BACKUP_DIR), double_checkpoint=True))
+    return callbacks
+
+
+def _history_from_csv(run_dir: Path, recipe) -> list:
+    """Every epoch's record, across resumed runs, from the CSV that Keras' CSVLogger streams."""
+    path = run_dir / HISTORY_CSV
+    if not path.exists():
+        return []
+    records = []
+    for row in csv.DictReader(path.open(newline="", encoding="utf-8")):
+        epoch = int(row.pop("epoch")) + 1
+        records.append({"epoch": epoch, "phase": _phase(recipe, epoch),
+                        **{key: float(value) for key, value in row.items() if value not in ("", "NA", None)}})
+    return records
+
+
+def _phase(recipe, epoch: int) -> str:
+    if recipe.kind == "seed":
+        return "plain" if epoch <= recipe.plain_epochs else "augmented"
+    return "train"
+
+
+def _first_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0][:200] if lines else type(error).__name__
 
 
 def _uses_tta(recipe) -> bool:
@@ -73,48 +256,40 @@ def inference_model(net, recipe):
     return models.inference_model(net, test_time_augmentation=_uses_tta(recipe))
 
 
-def _history_records(fit_history, first_epoch: int, phase: str) -> list:
-    epochs = len(next(iter(fit_history.history.values()), []))
-    return [{"epoch": first_epoch + offset + 1, "phase": phase,
-             **{key: float(values[offset]) for key, values in fit_history.history.items()}}
-            for offset in range(epochs)]
-
-
 def _csv_logger(run_dir: Path, append: bool):
-    # CSVLogger streams one row per finished epoch, so even a killed run keeps its log.
-    return keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=append)
+    # CSVLogger streams one row per finished epoch, so even a killed run keeps its log (see _prepare_resume).
+    return keras.callbacks.CSVLogger(str(run_dir / HISTORY_CSV), append=append)
 
 
 # ---------------------------------------------------------------- the seed recipe
 
 def _train_seed(model, dataset, recipe, run_dir: Path, seed: int, verbose: int, callbacks: list,
-                validation) -> list:
+                validation, strategy, first_epoch: int = 0) -> None:
     """Adam; phase 1 on the original images, phase 2 with shift/flip; one continuous epoch count."""
     if not models.outputs_probabilities(model):
         raise UserError(f"the seed recipe trains models that end in softmax; {recipe.model!r} returns logits")
     model.compile(optimizer=keras.optimizers.Adam(recipe.learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=recipe.jit_compile)
     plain = batches(dataset.x_train, dataset.y_train, recipe.batch_size, shuffle_seed=seed)
     augmenter = augment.shift_and_flip(recipe.shift_fraction, recipe.horizontal_flip, seed)
-    phases = [("plain", plain, recipe.plain_epochs),
-              ("augmented", augment.augment_batches(plain, augmenter), recipe.augmented_epochs)]
-    history, done = [], 0
-    for phase, training_batches, epochs in phases:
-        if epochs == 0:
-            continue
-        fit = model.fit(training_batches.prefetch(tf.data.AUTOTUNE), validation_data=validation,
-                        initial_epoch=done, epochs=done + epochs, shuffle=False, verbose=verbose,
-                        callbacks=[_csv_logger(run_dir, append=done > 0), *callbacks])
-        history += _history_records(fit, done, phase)
-        done += epochs
-    return history
+    phases = [(plain, recipe.plain_epochs), (augment.augment_batches(plain, augmenter), recipe.augmented_epochs)]
+    start = 0
+    for training_batches, epochs in phases:
+        end = start + epochs
+        # A run killed after its last epoch's backup still fits the last phase for zero epochs: that restores it.
+        if end > first_epoch or end == recipe.total_epochs:
+            distribute.fit(model, training_batches.prefetch(tf.data.AUTOTUNE), strategy, validation_data=validation,
+                           initial_epoch=max(start, first_epoch), epochs=end, verbose=verbose,
+                           callbacks=[_csv_logger(run_dir, append=True), *callbacks])
+        start = end
 
 
 # ---------------------------------------------------------------- the fast recipe
 
 def fast_batches(images, labels, batch_size: int, epochs: int, seed: int, translate: int,
-                 alternating_flip: bool) -> tf.data.Dataset:
-    """All epochs of training batches as one stream, made in the graph from the uint8 arrays.
+                 alternating_flip: bool, first_epoch: int = 0) -> tf.data.Dataset:
+    """Epochs `first_epoch`..`epochs - 1` of training batches as one stream, made in the graph from the
+    uint8 arrays.
 
     Each epoch: a seeded permutation (the last partial batch dropped), alternating flip, random translate.
     Everything depends only on (seed, epoch, batch), so a run is reproducible and resumable.
@@ -138,7 +313,7 @@ def fast_batches(images, labels, batch_size: int, epochs: int, seed: int, transl
         return tf.data.Dataset.zip(steps_range, tf.data.Dataset.from_tensor_slices(order)).map(
             lambda step, indices: batch(epoch, step, indices), num_parallel_calls=tf.data.AUTOTUNE)
 
-    return tf.data.Dataset.range(epochs).flat_map(epoch_batches).prefetch(tf.data.AUTOTUNE)
+    return tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_batches).prefetch(tf.data.AUTOTUNE)
 
 
 class FastTrainer(keras.Model):
@@ -149,7 +324,9 @@ class FastTrainer(keras.Model):
     def __init__(self, net, recipe, **kwargs):
         super().__init__(**kwargs)
         self.net, self.recipe = net, recipe
-        self.whiten_bias_gate = tf.Variable(1.0, trainable=False, name="whiten_bias_gate")
+        self.whiten_bias_gate = tf.Variable(1.0, trainable=False, name="whiten_bias_gate")  # set each epoch
+        self.lookahead_state = optim.LookaheadState(net)  # checkpointed with the trainer (resume)
+        self.built = True  # the net is built; BackupAndRestore requires it
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
 
@@ -178,13 +355,18 @@ class FastTrainer(keras.Model):
         with tf.GradientTape() as tape:
             logits = self.net(images, training=True)
             loss = self._loss(labels, logits)
+            scaled_loss = self.optimizer.scale_loss(loss)  # float16's loss scaling; unchanged otherwise
         variables = self.net.trainable_variables
-        gradients = tape.gradient(loss, variables)
-        # airbench's decoupled units: this L2 gives every variable the same per-step decay.
-        l2 = self.recipe.weight_decay / self.recipe.learning_rate
+        gradients = tape.gradient(scaled_loss, variables)
+        # airbench's decoupled units: this L2 gives every variable the same per-step decay. A loss-scale
+        # optimizer (mixed_float16) divides every gradient by its scale, so the L2 term is scaled alike.
+        l2 = self.recipe.weight_decay / self.recipe.learning_rate * getattr(self.optimizer, "dynamic_scale", 1.0)
         scales = [self._scales(variable) for variable in variables]
         gradients = [gradient_scale * gradient + l2_scale * l2 * variable
                      for gradient, variable, (gradient_scale, l2_scale) in zip(gradients, variables, scales)]
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if replicas > 1:  # tf.distribute sums the replicas' gradients; each replica saw 1/replicas of the batch
+            gradients = [gradient / replicas for gradient in gradients]
         self.optimizer.apply(gradients, variables)
         return self._update_metrics(loss, labels, logits)
 
@@ -214,7 +396,7 @@ def fast_learning_rate(recipe) -> float:
 
 
 def _train_fast(net, dataset, recipe, run_dir: Path, seed: int, verbose: int, callbacks: list,
-                validation) -> list:
+                validation, strategy, first_epoch: int = 0) -> None:
     if "whiten" not in [layer.name for layer in net.layers]:
         raise UserError(f"the fast recipe trains the fast model family; {recipe.model!r} is not one of them")
     steps = len(dataset.y_train) // recipe.batch_size
@@ -229,15 +411,14 @@ def _train_fast(net, dataset, recipe, run_dir: Path, seed: int, verbose: int, ca
                                       recipe.lr_peak_at, recipe.lr_end)
     trainer.compile(optimizer=keras.optimizers.SGD(schedule, momentum=recipe.momentum, nesterov=True),
                     jit_compile=recipe.jit_compile)
-    lookahead = optim.Lookahead(net, total_steps, recipe.lookahead_start_epoch, recipe.lookahead_every,
+    lookahead = optim.Lookahead(net, trainer.lookahead_state, total_steps, recipe.lookahead_start_epoch, recipe.lookahead_every,
                                 recipe.lookahead_decay, recipe.lookahead_power)
     training_batches = fast_batches(dataset.x_train, dataset.y_train, recipe.batch_size, recipe.epochs, seed,
-                                    recipe.translate, recipe.alternating_flip)
-    fit = trainer.fit(training_batches, epochs=recipe.epochs, steps_per_epoch=steps, validation_data=validation,
-                      shuffle=False,
-                      verbose=verbose, callbacks=[_WhitenBiasFreeze(trainer.whiten_bias_gate, recipe.whiten_bias_epochs),
-                                                  lookahead, _csv_logger(run_dir, append=False), *callbacks])
-    return _history_records(fit, 0, "train")
+                                    recipe.translate, recipe.alternating_flip, first_epoch)
+    distribute.fit(trainer, training_batches, strategy, epochs=recipe.epochs, steps_per_epoch=steps,
+                   initial_epoch=first_epoch, validation_data=validation, verbose=verbose,
+                   callbacks=[_WhitenBiasFreeze(trainer.whiten_bias_gate, recipe.whiten_bias_epochs),
+                              lookahead, _csv_logger(run_dir, append=True), *callbacks])
 
 
 # ---------------------------------------------------------------- run files

@@ -1,0 +1,152 @@
+"""Scale-out with tf.distribute: choose a strategy, and fit under it.
+
+Strategies (`imagerec train --strategy`):
+  default      one device (TensorFlow's default strategy);
+  mirrored     every local GPU, one replica each (the CPU when there is none), gradients all-reduced;
+  multiworker  MultiWorkerMirroredStrategy over the cluster in TF_CONFIG (collective all-reduce);
+  auto         mirrored when more than one GPU is visible, else default.
+
+Batch size and learning rate are global: a run on N replicas takes the same steps, with the same
+hyper-parameters, as on one device; each replica computes batch/N of every step (N must divide it).
+
+Keras' `fit` trains under the default and mirrored strategies. Under MultiWorkerMirroredStrategy, Keras
+3.15's `fit` fails on every worker (keras-team/keras#20585, tensorflow/tensorflow#72388), so `fit` below
+runs the model's own `train_step` with `strategy.run` over a distributed dataset and drives the same Keras
+callbacks: one model, optimizer and schedule for both paths.
+"""
+
+import json
+import os
+
+import keras
+import tensorflow as tf
+
+from imagerec.errors import UserError
+
+STRATEGIES = ("auto", "default", "mirrored", "multiworker")
+
+
+def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
+    """The strategy called `name`. Create it before any other TensorFlow work (multiworker needs that)."""
+    if name not in STRATEGIES:
+        raise UserError(f"unknown strategy {name!r}; choose one of: {', '.join(STRATEGIES)}")
+    if name == "multiworker":
+        _check_tf_config()
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_physical_devices("GPU")
+    if name == "mirrored" or (name == "auto" and len(gpus) > 1):
+        return tf.distribute.MirroredStrategy() if gpus else tf.distribute.MirroredStrategy(["/cpu:0"])
+    return tf.distribute.get_strategy()
+
+
+def _check_tf_config() -> None:
+    text = os.environ.get("TF_CONFIG", "")
+    if not text:
+        raise UserError("--strategy multiworker reads the cluster from the TF_CONFIG environment variable, "
+                        "which is not set (see the README's 'Scaling out')")
+    try:
+        config = json.loads(text)
+        workers = config["cluster"]["worker"]
+        task = config["task"]
+        if task["type"] not in ("worker", "chief") or not isinstance(task["index"], int) or not workers:
+            raise ValueError
+    except (ValueError, KeyError, TypeError):
+        raise UserError('TF_CONFIG must be JSON like {"cluster": {"worker": ["host:port", ...]}, '
+                        '"task": {"type": "worker", "index": 0}}') from None
+
+
+def is_multiworker(strategy) -> bool:
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def is_chief(strategy) -> bool:
+    """True on the one process that writes files: the chief, or worker 0 of a cluster without one."""
+    if not is_multiworker(strategy):
+        return True
+    resolver = strategy.cluster_resolver
+    if resolver.task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+
+
+def per_replica_batch(strategy, batch_size: int) -> int:
+    replicas = strategy.num_replicas_in_sync
+    if batch_size % replicas:
+        raise UserError(f"batch size {batch_size} must be a multiple of the {replicas} replicas")
+    return batch_size // replicas
+
+
+def fit(model: keras.Model, batches: tf.data.Dataset, strategy, epochs: int, steps_per_epoch=None,
+        initial_epoch: int = 0, callbacks=(), verbose: int = 2, validation_data=None):
+    """`model.fit` where it works; a `strategy.run` loop over the same train_step under multiworker.
+
+    `batches` yields global batches from `initial_epoch` on, identical on every worker (seeded); each
+    worker takes its slice. Multi-worker runs skip per-epoch validation (the final evaluation still runs).
+    Returns a keras History either way.
+    """
+    if not is_multiworker(strategy):
+        return model.fit(batches, epochs=epochs, steps_per_epoch=steps_per_epoch, initial_epoch=initial_epoch,
+                         callbacks=list(callbacks), verbose=verbose, validation_data=validation_data,
+                         shuffle=False)
+    return _fit_multiworker(model, batches, strategy, epochs, steps_per_epoch, initial_epoch, callbacks, verbose)
+
+
+def _worker_slices(batches: tf.data.Dataset, strategy) -> tf.data.Dataset:
+    """Each worker's share of every global batch, split into its local replicas' batches."""
+    workers = strategy.extended._num_workers  # noqa: SLF001 - no public accessor in TF 2.21
+    local_replicas = strategy.num_replicas_in_sync // workers
+    worker = strategy.cluster_resolver.task_id if strategy.cluster_resolver.task_type != "chief" else 0
+
+    def dataset_fn(input_context):
+        def take_slice(images, labels, *rest):
+            share = tf.shape(labels)[0] // workers
+            return images[worker * share:(worker + 1) * share], labels[worker * share:(worker + 1) * share]
+
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+        mine = batches.with_options(options).map(take_slice)
+        if local_replicas > 1:
+            mine = mine.rebatch(input_context.get_per_replica_batch_size(
+                int(mine.element_spec[1].shape[0] or 0) * workers) or 1)
+        return mine.prefetch(tf.data.AUTOTUNE)
+
+    return strategy.distribute_datasets_from_function(dataset_fn)
+
+
+def _fit_multiworker(model, batches, strategy, epochs, steps_per_epoch, initial_epoch, callbacks, verbose):
+    if steps_per_epoch is None:
+        steps_per_epoch = int(batches.cardinality())
+        if steps_per_epoch < 0:
+            raise UserError("multi-worker training needs a known number of steps per epoch")
+    with strategy.scope():
+        # What fit does first: create the optimizer's, compiled metrics' and loss' variables from one batch's
+        # shapes, so that none is created inside strategy.run. Keras has no public call for it.
+        model._symbolic_build(data_batch=next(iter(batches.take(1))))  # noqa: SLF001
+    iterator = iter(_worker_slices(batches, strategy))
+
+    @tf.function
+    def train_step(iterator):
+        logs = strategy.run(model.train_step, args=(next(iterator),))
+        # Each replica returns its running means; their mean is the global one (equal shares).
+        return {name: strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None) for name, value in logs.items()}
+
+    history = keras.callbacks.History()
+    callback_list = keras.callbacks.CallbackList(list(callbacks) + [history], add_progbar=verbose == 1,
+                                                 model=model, verbose=verbose, epochs=epochs, steps=steps_per_epoch)
+    model.stop_training = False
+    callback_list.on_train_begin()
+    for epoch in range(initial_epoch, epochs):
+        model.reset_metrics()
+        callback_list.on_epoch_begin(epoch)
+        logs = {}
+        for step in range(steps_per_epoch):
+            callback_list.on_train_batch_begin(step)
+            logs = {name: float(value) for name, value in train_step(iterator).items()}
+            callback_list.on_train_batch_end(step, logs)
+        callback_list.on_epoch_end(epoch, logs)
+        if model.stop_training:
+            break
+    callback_list.on_train_end(logs)
+    return history
+

@@ -138,7 +138,8 @@ def write_table(arguments, recipe, runs, results_path: Path) -> str:
         f"batch {recipe.batch_size} — {arguments.label}, {datetime.date.today().isoformat()}\n",
         f"- Command: `python benchmarks/time_to_accuracy.py {' '.join(sys.argv[1:])}` (commit {commit}); "
         f"evaluated on the {evaluated_on}",
-        f"- Machine: {train.cpu_name()}, {os.cpu_count()} cores, CPU only, float32, XLA {_xla(recipe)}; TensorFlow "
+        f"- Machine: {train.cpu_name()}, {os.cpu_count()} cores, CPU only, "
+        f"{train.PRECISION_POLICIES[getattr(recipe, 'mixed_precision', 'off')]}, XLA {_xla(recipe)}; TensorFlow "
         f"{versions['tensorflow']}, Keras {versions['keras']}, Python {versions['python']}",
         f"- Final accuracy {100 * np.mean(finals):.2f}% (± {100 * np.std(finals):.2f}, n={len(runs)}) at "
         f"{summarise([run['final_train_s'] for run in runs])}; "

@@ -144,3 +144,4 @@ def test_fp16_without_a_gpu_is_a_user_error(cifar_subset, tmp_path):
     recipe = recipes.get_recipe("fast_small", epochs=1, batch_size=64, mixed_precision="fp16")
     with pytest.raises(UserError, match="fp16 needs a GPU"):
         train.train(dataset, recipe, tmp_path / "run", verbose=0)
+    assert not (tmp_path / "run").exists()  # refused before anything was written

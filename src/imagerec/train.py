@@ -64,6 +64,8 @@ def train(dataset, recipe, run_dir=None, seed: int = 0, verbose: int | None = No
     strategy = strategy or tf.distribute.get_strategy()
     if resume and distribute.is_multiworker(strategy):
         raise UserError("--resume is not supported with --strategy multiworker yet: restart the workers instead")
+    check_precision(recipe.mixed_precision)  # settings the run cannot use fail before any file is written
+    distribute.per_replica_batch(strategy, recipe.batch_size)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
     chief = distribute.is_chief(strategy)
@@ -85,7 +87,6 @@ def _train_in(run_dir, dataset, recipe, seed, verbose, callbacks, validate_each_
     verbose = verbose if verbose is not None else (1 if sys.stdout.isatty() else 2)
     keras.utils.set_random_seed(seed)
     started = time.perf_counter()
-    distribute.per_replica_batch(strategy, recipe.batch_size)  # fails early if the replicas cannot share it
     if distribute.is_multiworker(strategy):
         validate_each_epoch = False  # see distribute.fit
     validation = batches(dataset.x_test, dataset.y_test, 500).prefetch(tf.data.AUTOTUNE) if validate_each_epoch else None
@@ -125,7 +126,6 @@ PRECISION_POLICIES = {"off": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed
 @contextlib.contextmanager
 def _dtype_policy(mixed_precision: str):
     """Keras' global dtype policy for building and training, restored afterwards."""
-    check_precision(mixed_precision)
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(PRECISION_POLICIES[mixed_precision])
     try:

@@ -19,7 +19,7 @@ import time
 import keras
 import numpy as np
 
-from imagerec import models, recipes, train
+from imagerec import fast_training, models, recipes, train
 
 
 def measure(model_name: str, batch_size: int, steps: int, jit: bool, policy: str = "float32") -> dict:
@@ -31,9 +31,9 @@ def measure(model_name: str, batch_size: int, steps: int, jit: bool, policy: str
     labels = rng.integers(0, 10, batch_size * 2).astype(np.int32)
     models.init_fast_net(net, images[:500])
     recipe = recipes.get_recipe("fast", model=model_name, batch_size=batch_size)
-    trainer = train.FastTrainer(net, recipe)
+    trainer = fast_training.FastTrainer(net, recipe)
     trainer.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.85, nesterov=True), jit_compile=jit)
-    stream = train.fast_batches(images, labels, batch_size, steps + 2, 0, 2, True).repeat()
+    stream = fast_training.fast_batches(images, labels, batch_size, steps + 2, 0, 2, True).repeat()
     iterator = iter(stream)
     trainer.train_on_batch(*next(iterator))  # compile
     trainer.train_on_batch(*next(iterator))

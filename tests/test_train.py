@@ -36,25 +36,6 @@ def test_train_refuses_a_run_directory_that_holds_files(tmp_path):
     assert (tmp_path / "run" / "model.keras").read_text() == "an earlier run"
 
 
-def test_fast_batches_are_seeded_consistent_and_drop_the_partial_batch():
-    import numpy as np
-
-    labels = np.arange(50, dtype=np.int32) % 7
-    images = np.repeat(labels.astype(np.uint8)[:, None, None, None] * 30, 32, axis=1)
-    images = np.repeat(np.repeat(images, 32, axis=2), 3, axis=3)  # each image a flat colour = its label
-    stream = train.fast_batches(images, labels, batch_size=16, epochs=2, seed=4, translate=2,
-                                alternating_flip=True)
-    batches = list(stream.as_numpy_iterator())
-    assert len(batches) == 2 * (50 // 16)
-    for batch_images, batch_labels in batches:
-        assert batch_images.shape == (16, 32, 32, 3)
-        np.testing.assert_array_equal(batch_images[:, 5, 5, 0], batch_labels * 30)  # pairs stay together
-    again = list(train.fast_batches(images, labels, 16, 2, 4, 2, True).as_numpy_iterator())
-    for first, second in zip(batches, again):
-        np.testing.assert_array_equal(first[1], second[1])
-    assert not np.array_equal(batches[0][1], batches[3][1])  # a new order each epoch
-
-
 def test_fast_recipe_trains_and_saves_through_the_api(cifar_subset, tmp_path):
     import numpy as np
 

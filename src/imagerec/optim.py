@@ -5,7 +5,6 @@ during training, so both are here, small and tested.
 """
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 

@@ -46,7 +46,7 @@ class SeedRecipe:
 
 @dataclasses.dataclass(frozen=True)
 class FastRecipe:
-    """airbench-style recipe (arXiv 2404.00498): see `train._train_fast` for how each number is used.
+    """airbench-style recipe (arXiv 2404.00498): see `fast_training.train_fast` for how each number is used.
 
     Learning rate and weight decay use airbench's decoupled units (per 1024 examples, independent of
     momentum): the SGD step size is learning_rate / (1024 * (1 + 1/(1 - momentum))) per summed example

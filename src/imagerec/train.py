@@ -1,7 +1,8 @@
 """Training: run a recipe on a dataset and write a complete run directory.
 
-Flow: Dataset (uint8) → tf.data batches → model.fit, phase by phase → evaluate on the test split →
-model files, history, curves and metrics.json in the run directory (every file written atomically).
+Flow: Dataset (uint8) → tf.data batches → fit under a tf.distribute strategy (the seed recipe here, the fast
+recipe in `fast_training`) → evaluate on the test split → model files, history, curves and metrics.json in
+the run directory (every file written atomically). Also here: resume, NaN stop and mixed precision.
 """
 
 import contextlib
@@ -21,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 import imagerec
-from imagerec import augment, distribute, evaluate, fileio, models, optim, plots, saving
+from imagerec import augment, distribute, evaluate, fast_training, fileio, models, plots, saving
 from imagerec.errors import UserError
 
 
@@ -91,12 +92,12 @@ def _train_in(run_dir, dataset, recipe, seed, verbose, callbacks, validate_each_
         validate_each_epoch = False  # see distribute.fit
     validation = batches(dataset.x_test, dataset.y_test, 500).prefetch(tf.data.AUTOTUNE) if validate_each_epoch else None
     first_epoch = _prepare_resume(run_dir)
-    callbacks = [*_safety_callbacks(run_dir, strategy), *callbacks]
-    trainer = {"seed": _train_seed, "fast": _train_fast}[recipe.kind]
+    callbacks = [*_safety_callbacks(run_dir, strategy), _csv_logger(run_dir), *callbacks]
+    trainer = {"seed": _train_seed, "fast": fast_training.train_fast}[recipe.kind]
     with strategy.scope(), _dtype_policy(recipe.mixed_precision):
         net = models.build_model(recipe.model, dataset.num_classes, dataset.image_shape)
         try:
-            trainer(net, dataset, recipe, run_dir, seed, verbose, callbacks, validation, strategy, first_epoch)
+            trainer(net, dataset, recipe, seed, verbose, callbacks, validation, strategy, first_epoch)
         except RuntimeError as error:
             if "NaN or Inf" not in str(error):
                 raise
@@ -256,15 +257,16 @@ def inference_model(net, recipe):
     return models.inference_model(net, test_time_augmentation=_uses_tta(recipe))
 
 
-def _csv_logger(run_dir: Path, append: bool):
-    # CSVLogger streams one row per finished epoch, so even a killed run keeps its log (see _prepare_resume).
-    return keras.callbacks.CSVLogger(str(run_dir / HISTORY_CSV), append=append)
+def _csv_logger(run_dir: Path):
+    # CSVLogger streams one row per finished epoch, so even a killed run keeps its log (see _prepare_resume);
+    # it appends, so one logger serves both phases of the seed recipe and a resumed run.
+    return keras.callbacks.CSVLogger(str(run_dir / HISTORY_CSV), append=True)
 
 
 # ---------------------------------------------------------------- the seed recipe
 
-def _train_seed(model, dataset, recipe, run_dir: Path, seed: int, verbose: int, callbacks: list,
-                validation, strategy, first_epoch: int = 0) -> None:
+def _train_seed(model, dataset, recipe, seed: int, verbose: int, callbacks: list, validation, strategy,
+                first_epoch: int = 0) -> None:
     """Adam; phase 1 on the original images, phase 2 with shift/flip; one continuous epoch count."""
     if not models.outputs_probabilities(model):
         raise UserError(f"the seed recipe trains models that end in softmax; {recipe.model!r} returns logits")
@@ -280,145 +282,8 @@ def _train_seed(model, dataset, recipe, run_dir: Path, seed: int, verbose: int, 
         if end > first_epoch or end == recipe.total_epochs:
             distribute.fit(model, training_batches.prefetch(tf.data.AUTOTUNE), strategy, validation_data=validation,
                            initial_epoch=max(start, first_epoch), epochs=end, verbose=verbose,
-                           callbacks=[_csv_logger(run_dir, append=True), *callbacks])
+                           callbacks=callbacks)
         start = end
-
-
-# ---------------------------------------------------------------- the fast recipe
-
-def fast_batches(images, labels, batch_size: int, epochs: int, seed: int, translate: int,
-                 alternating_flip: bool, first_epoch: int = 0) -> tf.data.Dataset:
-    """Epochs `first_epoch`..`epochs - 1` of training batches as one stream, made in the graph from the
-    uint8 arrays.
-
-    Each epoch: a seeded permutation (the last partial batch dropped), alternating flip, random translate.
-    Everything depends only on (seed, epoch, batch), so a run is reproducible and resumable.
-    """
-    images, labels = tf.constant(images), tf.constant(labels)
-    count = int(labels.shape[0])
-    steps = count // batch_size
-    start_flipped = tf.random.stateless_uniform([count], (seed, 0)) < 0.5
-
-    def batch(epoch, step, indices):
-        x = tf.gather(images, indices)
-        if alternating_flip:
-            x = augment.alternating_flip(x, tf.gather(start_flipped, indices), epoch)
-        x = augment.random_translate(x, translate, tf.stack([seed + 1, epoch * steps + step]))
-        return x, tf.gather(labels, indices)
-
-    def epoch_batches(epoch):
-        order = tf.argsort(tf.random.stateless_uniform([count], tf.stack([seed + 2, epoch])))
-        order = tf.reshape(order[:steps * batch_size], [steps, batch_size])
-        steps_range = tf.data.Dataset.range(steps)
-        return tf.data.Dataset.zip(steps_range, tf.data.Dataset.from_tensor_slices(order)).map(
-            lambda step, indices: batch(epoch, step, indices), num_parallel_calls=tf.data.AUTOTUNE)
-
-    return tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_batches).prefetch(tf.data.AUTOTUNE)
-
-
-class FastTrainer(keras.Model):
-    """Wraps a fast net for `fit` with airbench's update: label-smoothed cross-entropy, L2 added to the
-    gradient, BatchNorm biases at `bias_lr_scale` x the learning rate, and a gate that freezes the
-    whitening bias. Keras' optimizers have no per-variable learning rate, hence this train_step."""
-
-    def __init__(self, net, recipe, **kwargs):
-        super().__init__(**kwargs)
-        self.net, self.recipe = net, recipe
-        self.whiten_bias_gate = tf.Variable(1.0, trainable=False, name="whiten_bias_gate")  # set each epoch
-        self.lookahead_state = optim.LookaheadState(net)  # checkpointed with the trainer (resume)
-        self.built = True  # the net is built; BackupAndRestore requires it
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-
-    @property
-    def metrics(self):
-        return [self.loss_tracker, self.accuracy]
-
-    def call(self, images, training=False):
-        return self.net(images, training=training)
-
-    def _loss(self, labels, logits):
-        targets = tf.one_hot(labels, tf.shape(logits)[-1])
-        return tf.reduce_mean(keras.losses.categorical_crossentropy(
-            targets, logits, from_logits=True, label_smoothing=self.recipe.label_smoothing))
-
-    def _scales(self, variable):
-        """(gradient scale, L2 scale) of a variable: the gated whitening bias gets neither once frozen."""
-        if variable.path.startswith("whiten/"):
-            return self.whiten_bias_gate, self.whiten_bias_gate
-        if "_bn" in variable.path and variable.name == "beta":
-            return self.recipe.bias_lr_scale, 1.0
-        return 1.0, 1.0
-
-    def train_step(self, data):
-        images, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
-        with tf.GradientTape() as tape:
-            logits = self.net(images, training=True)
-            loss = self._loss(labels, logits)
-            scaled_loss = self.optimizer.scale_loss(loss)  # float16's loss scaling; unchanged otherwise
-        variables = self.net.trainable_variables
-        gradients = tape.gradient(scaled_loss, variables)
-        # airbench's decoupled units: this L2 gives every variable the same per-step decay. A loss-scale
-        # optimizer (mixed_float16) divides every gradient by its scale, so the L2 term is scaled alike.
-        l2 = self.recipe.weight_decay / self.recipe.learning_rate * getattr(self.optimizer, "dynamic_scale", 1.0)
-        scales = [self._scales(variable) for variable in variables]
-        gradients = [gradient_scale * gradient + l2_scale * l2 * variable
-                     for gradient, variable, (gradient_scale, l2_scale) in zip(gradients, variables, scales)]
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        if replicas > 1:  # tf.distribute sums the replicas' gradients; each replica saw 1/replicas of the batch
-            gradients = [gradient / replicas for gradient in gradients]
-        self.optimizer.apply(gradients, variables)
-        return self._update_metrics(loss, labels, logits)
-
-    def test_step(self, data):
-        images, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
-        logits = self.net(images, training=False)
-        return self._update_metrics(self._loss(labels, logits), labels, logits)
-
-    def _update_metrics(self, loss, labels, logits):
-        self.loss_tracker.update_state(loss)
-        self.accuracy.update_state(labels, logits)
-        return {metric.name: metric.result() for metric in self.metrics}
-
-
-class _WhitenBiasFreeze(keras.callbacks.Callback):
-    def __init__(self, gate, epochs: int):
-        super().__init__()
-        self.gate, self.epochs = gate, epochs
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.gate.assign(1.0 if epoch < self.epochs else 0.0)
-
-
-def fast_learning_rate(recipe) -> float:
-    """airbench's decoupled learning rate as the SGD step size for a batch-mean loss."""
-    return recipe.learning_rate * recipe.batch_size / (1024 * (1 + 1 / (1 - recipe.momentum)))
-
-
-def _train_fast(net, dataset, recipe, run_dir: Path, seed: int, verbose: int, callbacks: list,
-                validation, strategy, first_epoch: int = 0) -> None:
-    if "whiten" not in [layer.name for layer in net.layers]:
-        raise UserError(f"the fast recipe trains the fast model family; {recipe.model!r} is not one of them")
-    steps = len(dataset.y_train) // recipe.batch_size
-    if steps == 0:
-        raise UserError(f"batch size {recipe.batch_size} is larger than the {len(dataset.y_train)} training images")
-    total_steps = steps * recipe.epochs
-    rng = np.random.default_rng(seed)
-    sample = rng.choice(len(dataset.y_train), min(recipe.whitening_images, len(dataset.y_train)), replace=False)
-    models.init_fast_net(net, dataset.x_train[np.sort(sample)])
-    trainer = FastTrainer(net, recipe)
-    schedule = optim.TriangleSchedule(fast_learning_rate(recipe), total_steps, recipe.lr_start,
-                                      recipe.lr_peak_at, recipe.lr_end)
-    trainer.compile(optimizer=keras.optimizers.SGD(schedule, momentum=recipe.momentum, nesterov=True),
-                    jit_compile=recipe.jit_compile)
-    lookahead = optim.Lookahead(net, trainer.lookahead_state, total_steps, recipe.lookahead_start_epoch, recipe.lookahead_every,
-                                recipe.lookahead_decay, recipe.lookahead_power)
-    training_batches = fast_batches(dataset.x_train, dataset.y_train, recipe.batch_size, recipe.epochs, seed,
-                                    recipe.translate, recipe.alternating_flip, first_epoch)
-    distribute.fit(trainer, training_batches, strategy, epochs=recipe.epochs, steps_per_epoch=steps,
-                   initial_epoch=first_epoch, validation_data=validation, verbose=verbose,
-                   callbacks=[_WhitenBiasFreeze(trainer.whiten_bias_gate, recipe.whiten_bias_epochs),
-                              lookahead, _csv_logger(run_dir, append=True), *callbacks])
 
 
 # ---------------------------------------------------------------- run files

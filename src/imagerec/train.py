@@ -92,7 +92,9 @@ def _train_in(run_dir, dataset, recipe, seed, verbose, callbacks, validate_each_
         validate_each_epoch = False  # see distribute.fit
     validation = batches(dataset.x_test, dataset.y_test, 500).prefetch(tf.data.AUTOTUNE) if validate_each_epoch else None
     first_epoch = _prepare_resume(run_dir)
-    callbacks = [*_safety_callbacks(run_dir, strategy), _csv_logger(run_dir), *callbacks]
+    # The CSV row of an epoch is written before its backup: a kill in between leaves an extra row, which
+    # _prepare_resume drops, never a missing one.
+    callbacks = [_csv_logger(run_dir), *_safety_callbacks(run_dir, strategy), *callbacks]
     trainer = {"seed": _train_seed, "fast": fast_training.train_fast}[recipe.kind]
     with strategy.scope(), _dtype_policy(recipe.mixed_precision):
         net = models.build_model(recipe.model, dataset.num_classes, dataset.image_shape)

@@ -106,6 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(evaluate)
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of text")
 
+    report = commands.add_parser("report", help="write report.html, its figures and report.json for a run")
+    report.add_argument("run_dir", help="a run directory written by `imagerec train`")
+    _add_data_options(report)
+    report.set_defaults(data=None)  # default: the data the run was trained on (its metrics.json)
+    report.add_argument("--out", default=None, help="where to write the report (default RUN_DIR/report)")
+
     predict = commands.add_parser("predict", help="top-k labels for image files or folders")
     predict.add_argument("model", help="a .keras, .h5 or .weights.h5 file, a SavedModel folder or a run directory")
     predict.add_argument("paths", nargs="+", help="image files or folders (searched recursively)")
@@ -126,7 +132,8 @@ def main(argv=None) -> int:
     from imagerec.errors import UserError
 
     try:
-        return {"train": _train, "evaluate": _evaluate, "predict": _predict}[arguments.command](arguments)
+        return {"train": _train, "evaluate": _evaluate, "predict": _predict,
+                "report": _report}[arguments.command](arguments)
     except UserError as error:
         print(f"imagerec: error: {error}", file=sys.stderr)
         return 2
@@ -225,6 +232,31 @@ def _evaluate(arguments) -> int:
     else:
         print(f"{arguments.model} ({classifier.format}): test accuracy {result['accuracy']:.4f}, "
               f"loss {result['loss']:.4f} on {result['count']} images of {dataset.source}")
+    return 0
+
+
+def _report(arguments) -> int:
+    from imagerec.errors import UserError
+
+    run_dir = arguments.run_dir
+    if not os.path.isdir(run_dir) or not os.path.isfile(os.path.join(run_dir, "metrics.json")):
+        raise UserError(f"{run_dir} is not a finished run directory (it has no metrics.json)")
+    if arguments.data is None:
+        with open(os.path.join(run_dir, "metrics.json"), encoding="utf-8") as handle:
+            arguments.data = json.load(handle).get("data", {}).get("source") or "cifar10"
+    _import_tensorflow_quietly()
+    from imagerec import report, saving
+
+    classifier = saving.load_model(run_dir)
+    dataset = _load_data(arguments, image_size=classifier.input_shape[:2])
+    if dataset.num_classes != len(classifier.class_names):
+        raise UserError(f"the data has {dataset.num_classes} classes but the model predicts "
+                        f"{len(classifier.class_names)}")
+    out_dir = arguments.out or os.path.join(run_dir, "report")
+    numbers = report.write_report(out_dir, classifier, dataset.x_test, dataset.y_test, run_dir=run_dir)
+    print(f"imagerec: report in {os.path.join(out_dir, 'report.html')}: top-1 {100 * numbers['top1_accuracy']:.2f}%, "
+          f"top-3 {100 * numbers['top3_accuracy']:.2f}%, ECE {100 * numbers['calibration']['expected_calibration_error']:.2f}% "
+          f"on {numbers['count']} test images")
     return 0
 
 

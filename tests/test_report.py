@@ -1,0 +1,43 @@
+import json
+import re
+
+import numpy as np
+from PIL import Image
+
+from conftest import run_cli
+
+FIGURES = ("confusion_counts.png", "confusion_normalised.png", "reliability.png", "mistakes.png")
+
+
+def test_report_of_a_real_run_has_figures_numbers_and_a_self_contained_page(fast_run, cifar_subset, tmp_path):
+    out = tmp_path / "report"
+    result = run_cli("report", fast_run, "--data", cifar_subset, "--out", out, "--cache-dir", tmp_path / "cache")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "report.html" in result.stdout
+    for name in FIGURES:
+        with Image.open(out / name) as image:
+            pixels = np.asarray(image.convert("L"))
+        assert image.width >= 300 and image.height >= 200
+        assert pixels.std() > 10  # a drawn figure, not a blank canvas
+
+    report = json.loads((out / "report.json").read_text())
+    matrix = np.asarray(report["confusion_matrix"])
+    assert matrix.sum() == report["count"] == 100
+    for index, name in enumerate(report["run"]["data"]["class_names"]):
+        assert matrix[index].sum() == report["per_class"][name]["support"] == 10
+    assert report["top1_accuracy"] == np.trace(matrix) / matrix.sum()
+    assert abs(report["top1_accuracy"] - report["run"]["test_accuracy"]) < 1e-9  # same model, same images
+    assert 0 <= report["calibration"]["expected_calibration_error"] <= 1
+
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == len(FIGURES) + 2  # + the run's accuracy and loss curves
+    assert not re.search(r"(?:src|href)\s*=\s*[\"'](?!data:)", page)  # nothing loaded from elsewhere
+    assert "http://" not in page and "https://" not in page and "<script" not in page
+    assert "automobile" in page and "macro average" in page
+
+
+def test_report_of_a_folder_that_is_not_a_run_is_a_one_line_error(tmp_path):
+    result = run_cli("report", tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"imagerec: error: {tmp_path} is not a finished run directory "
+                                                  "(it has no metrics.json)"]

@@ -41,3 +41,40 @@ def test_report_of_a_folder_that_is_not_a_run_is_a_one_line_error(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"imagerec: error: {tmp_path} is not a finished run directory "
                                                   "(it has no metrics.json)"]
+
+
+def _chromium():
+    import os
+    import shutil
+
+    return os.environ.get("IMAGEREC_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def test_report_page_renders_in_headless_chromium_without_errors(fast_run, cifar_subset, tmp_path):
+    import pytest
+
+    if not _chromium():
+        pytest.skip("no chromium on PATH (Debian: apt-get install chromium; .ci/run installs it)")
+    from playwright.sync_api import sync_playwright
+
+    out = tmp_path / "report"
+    assert run_cli("report", fast_run, "--data", cifar_subset, "--out", out,
+                   "--cache-dir", tmp_path / "cache").returncode == 0
+    problems, requests = [], []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=_chromium(), args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+            page.on("pageerror", lambda error: problems.append(str(error)))
+            page.on("request", lambda request: requests.append(request.url))
+            page.goto((out / "report.html").as_uri())
+            widths = page.evaluate("Array.from(document.images).map(image => image.naturalWidth)")
+            page.screenshot(path=str(tmp_path / "screenshot.png"), full_page=True)
+        finally:
+            browser.close()
+    assert problems == []
+    assert requests == [(out / "report.html").as_uri()]  # the page fetched nothing else
+    assert len(widths) == len(FIGURES) + 2 and all(width > 100 for width in widths)  # every image decoded
+    with Image.open(tmp_path / "screenshot.png") as shot:
+        assert shot.height > 900 and np.asarray(shot.convert("L")).std() > 10

@@ -28,6 +28,19 @@ def test_fast_recipe_through_the_cli_saves_a_test_time_augmented_model(fast_run)
     assert json.loads((fast_run / "model.json").read_text())["test_time_augmentation"] is True
     history = json.loads((fast_run / "history.json").read_text())
     assert [record["epoch"] for record in history["epochs"]] == [1, 2]
+    report = json.loads((fast_run / "report" / "report.json").read_text())  # written after training by default
+    assert report["top1_accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-9)
+    assert (fast_run / "report" / "report.html").is_file()
+
+
+def test_evaluate_can_write_a_report_for_any_saved_model(seed_run, cifar_subset, tmp_path):
+    result = run_cli("evaluate", seed_run / "imagerecognition_tf_cifar.h5", "--data", cifar_subset, "--json",
+                     "--report", tmp_path / "report", "--cache-dir", tmp_path / "cache")
+    assert result.returncode == 0, result.stderr[-3000:]
+    evaluation = json.loads(result.stdout)
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["top1_accuracy"] == pytest.approx(evaluation["accuracy"], abs=1e-9)
+    assert report["format"] == "h5" and evaluation["report"].endswith("report.html")
 
 
 def test_evaluate_prints_the_same_accuracy_for_every_format(seed_run, cifar_subset):
@@ -188,8 +201,10 @@ def test_deterministic_runs_give_bit_identical_weights_and_history(cifar_subset,
     for index in range(2):
         run_dir = tmp_path / f"run{index}"
         result = run_cli("train", "--recipe", "fast_small", "--data", cifar_subset, "--out", run_dir, "--epochs", 2,
-                         "--batch-size", 64, "--seed", 3, "--deterministic", "--cache-dir", tmp_path / "cache")
+                         "--batch-size", 64, "--seed", 3, "--deterministic", "--no-report",
+                         "--cache-dir", tmp_path / "cache")
         assert result.returncode == 0, result.stderr[-3000:]
+        assert not (run_dir / "report").exists()
         runs.append(run_dir)
     first, second = (_weight_arrays(run / "gfgModelWeights.weights.h5") for run in runs)
     assert len(first) == len(second) > 0

@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=_positive_int, default=None, help="images per step (seed: 32, fast: 1024)")
     train.add_argument("--learning-rate", type=_positive_float, default=None, help="seed: Adam step size (0.001); fast: per 1024 examples, decoupled (11.5)")
     train.add_argument("--model", default=None, help="override the recipe's model (e.g. 'tiny' for a smoke test)")
+    train.add_argument("--no-report", action="store_true", help="do not write RUN_DIR/report/ after training")
     train.add_argument("--strategy", choices=("auto", "default", "mirrored", "multiworker"), default="auto",
                        help="tf.distribute strategy: 'mirrored' uses every local GPU, 'multiworker' the cluster in "
                             "TF_CONFIG; 'auto' (default) is mirrored with 2+ GPUs, else one device")
@@ -105,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("model", help="a .keras, .h5 or .weights.h5 file, a SavedModel folder or a run directory")
     _add_data_options(evaluate)
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of text")
+    evaluate.add_argument("--report", default=None, metavar="DIR",
+                          help="also write report.html, its figures and report.json into DIR")
 
     report = commands.add_parser("report", help="write report.html, its figures and report.json for a run")
     report.add_argument("run_dir", help="a run directory written by `imagerec train`")
@@ -176,6 +179,13 @@ def _train(arguments) -> int:
     print(f"imagerec: test accuracy {metrics['test_accuracy']:.4f}, loss {metrics['test_loss']:.4f}; "
           f"trained in {metrics['train_wall_s']:.0f} s; run directory "
           f"{result.run_dir if distribute.is_chief(strategy) else '(written by the chief)'}")
+    if not arguments.no_report and distribute.is_chief(strategy):
+        from imagerec import report, saving
+
+        classifier = saving.Classifier.from_keras(result.model, dataset.class_names, result.run_dir)
+        report.write_report(result.run_dir / "report", classifier, dataset.x_test, dataset.y_test,
+                            run_dir=result.run_dir)
+        print(f"imagerec: report in {result.run_dir / 'report' / 'report.html'}")
     return 0
 
 
@@ -227,6 +237,12 @@ def _evaluate(arguments) -> int:
                         f"{len(classifier.class_names)}")
     result = evaluate.evaluate(classifier, dataset.x_test, dataset.y_test)
     result.update({"model": str(arguments.model), "format": classifier.format, "data": dataset.source})
+    if arguments.report:
+        from imagerec import report
+
+        report.write_report(arguments.report, classifier, dataset.x_test, dataset.y_test,
+                            run_dir=arguments.model if os.path.isdir(arguments.model) else None)
+        result["report"] = os.path.join(arguments.report, "report.html")
     if arguments.json:
         print(json.dumps(result, indent=2))
     else:

@@ -6,7 +6,7 @@ from PIL import Image
 
 from conftest import run_cli
 
-FIGURES = ("confusion_counts.png", "confusion_normalised.png", "reliability.png", "mistakes.png")
+FIGURES = ("confusion_counts.png", "confusion_normalised.png", "reliability.png", "mistakes.png", "samples.png")
 
 
 def test_report_of_a_real_run_has_figures_numbers_and_a_self_contained_page(fast_run, cifar_subset, tmp_path):
@@ -28,6 +28,8 @@ def test_report_of_a_real_run_has_figures_numbers_and_a_self_contained_page(fast
     assert report["top1_accuracy"] == np.trace(matrix) / matrix.sum()
     assert abs(report["top1_accuracy"] - report["run"]["test_accuracy"]) < 1e-9  # same model, same images
     assert 0 <= report["calibration"]["expected_calibration_error"] <= 1
+    assert set(report["data"]["train_counts"].values()) == {30} and set(report["data"]["test_counts"].values()) == {10}
+    assert report["data"]["skipped_count"] == 0
 
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == len(FIGURES) + 2  # + the run's accuracy and loss curves

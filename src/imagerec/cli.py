@@ -184,7 +184,7 @@ def _train(arguments) -> int:
 
         classifier = saving.Classifier.from_keras(result.model, dataset.class_names, result.run_dir)
         report.write_report(result.run_dir / "report", classifier, dataset.x_test, dataset.y_test,
-                            run_dir=result.run_dir)
+                            run_dir=result.run_dir, dataset=dataset)
         print(f"imagerec: report in {result.run_dir / 'report' / 'report.html'}")
     return 0
 
@@ -241,7 +241,7 @@ def _evaluate(arguments) -> int:
         from imagerec import report
 
         report.write_report(arguments.report, classifier, dataset.x_test, dataset.y_test,
-                            run_dir=arguments.model if os.path.isdir(arguments.model) else None)
+                            run_dir=arguments.model if os.path.isdir(arguments.model) else None, dataset=dataset)
         result["report"] = os.path.join(arguments.report, "report.html")
     if arguments.json:
         print(json.dumps(result, indent=2))
@@ -269,7 +269,8 @@ def _report(arguments) -> int:
         raise UserError(f"the data has {dataset.num_classes} classes but the model predicts "
                         f"{len(classifier.class_names)}")
     out_dir = arguments.out or os.path.join(run_dir, "report")
-    numbers = report.write_report(out_dir, classifier, dataset.x_test, dataset.y_test, run_dir=run_dir)
+    numbers = report.write_report(out_dir, classifier, dataset.x_test, dataset.y_test, run_dir=run_dir,
+                                  dataset=dataset)
     print(f"imagerec: report in {os.path.join(out_dir, 'report.html')}: top-1 {100 * numbers['top1_accuracy']:.2f}%, "
           f"top-3 {100 * numbers['top3_accuracy']:.2f}%, ECE {100 * numbers['calibration']['expected_calibration_error']:.2f}% "
           f"on {numbers['count']} test images")

@@ -21,9 +21,10 @@ from imagerec import evaluate, fileio  # noqa: E402
 COLOUR_MAP = "viridis"  # perceptually uniform and monotonic in lightness: reads in grey too
 
 
-def write_report(out_dir, classifier, images: np.ndarray, labels: np.ndarray, run_dir=None) -> dict:
+def write_report(out_dir, classifier, images: np.ndarray, labels: np.ndarray, run_dir=None, dataset=None) -> dict:
     """Evaluate `classifier` on uint8 `images`/`labels` and write report.json, the figures and report.html
-    into `out_dir` (created if needed). `run_dir`, when given, adds its training curves and settings.
+    into `out_dir` (created if needed). `run_dir`, when given, adds its training curves and settings;
+    `dataset` (a data.Dataset) adds the data overview: class counts per split, skipped files, samples.
     Returns the report's numbers (what report.json holds)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -35,11 +36,14 @@ def write_report(out_dir, classifier, images: np.ndarray, labels: np.ndarray, ru
         "reliability.png": lambda path: plot_reliability(numbers["calibration"], path),
         "mistakes.png": lambda path: plot_mistakes(numbers["most_confident_mistakes"], images, path),
     }
+    if dataset is not None:
+        figures["samples.png"] = lambda path: plot_samples(dataset.x_train, dataset.y_train, dataset.class_names, path)
     for name, draw in figures.items():
         draw(out_dir / name)
     curves = [Path(run_dir) / name for name in ("accuracy.png", "loss.png")] if run_dir else []
     run = _run_facts(run_dir)
-    report = {"model": classifier.path, "format": classifier.format, "run": run, **numbers}
+    report = {"model": classifier.path, "format": classifier.format, "run": run,
+              "data": data_overview(dataset) if dataset is not None else None, **numbers}
     fileio.write_json(out_dir / "report.json", report)
     pictures = [out_dir / name for name in figures] + [path for path in curves if path.is_file()]
     fileio.write_text(out_dir / "report.html", render_html(report, classifier.class_names, pictures))
@@ -52,6 +56,35 @@ def _run_facts(run_dir) -> dict:
     metrics = json.loads((Path(run_dir) / "metrics.json").read_text(encoding="utf-8"))
     keys = ("recipe", "seed", "data", "model", "train_wall_s", "wall_s", "versions", "test_accuracy")
     return {key: metrics[key] for key in keys if key in metrics}
+
+
+def data_overview(dataset) -> dict:
+    """Class counts per split and the files the loader skipped (JSON-ready)."""
+    def counts(labels):
+        return {name: int((np.asarray(labels) == index).sum()) for index, name in enumerate(dataset.class_names)}
+
+    return {"source": dataset.source, "test_split": dataset.test_split, "train_counts": counts(dataset.y_train),
+            "test_counts": counts(dataset.y_test), "skipped_count": dataset.skipped_count,
+            "skipped": dataset.skipped}
+
+
+def plot_samples(images: np.ndarray, labels: np.ndarray, class_names, path, per_class: int = 8) -> None:
+    """A row of the first `per_class` training images of every class, the class name on the left."""
+    labels = np.asarray(labels)
+    figure, grid = plt.subplots(len(class_names), per_class, figsize=(1.1 * per_class + 1, 1.1 * len(class_names)),
+                                dpi=110, squeeze=False)
+    for row, name in enumerate(class_names):
+        members = np.flatnonzero(labels == row)[:per_class]
+        for column, axes in enumerate(grid[row]):
+            axes.set_xticks([])
+            axes.set_yticks([])
+            if column < len(members):
+                axes.imshow(images[members[column]].astype(np.uint8), interpolation="nearest")
+            else:
+                axes.axis("off")
+        grid[row][0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
+    figure.suptitle("Training images per class", fontsize=9)
+    _save(figure, path)
 
 
 def plot_confusion(numbers: dict, class_names, path, normalise: bool) -> None:
@@ -135,6 +168,7 @@ def render_html(report: dict, class_names, pictures: list) -> str:
                f"expected calibration error {100 * report['calibration']['expected_calibration_error']:.2f}% "
                f"on {report['count']} images")
     settings = html.escape(json.dumps(report.get("run", {}), indent=2))
+    overview = _overview_html(report.get("data"))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>imagerec report</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:70em}}table{{border-collapse:collapse}}
@@ -142,5 +176,17 @@ td,th{{border:1px solid #999;padding:.2em .6em;text-align:right}}figure{{display
 img{{max-width:40em}}pre{{background:#eee;padding:1em;overflow:auto}}</style></head>
 <body><h1>imagerec report</h1><p>Model {html.escape(str(report['model']))} ({html.escape(report['format'])}): {summary}.</p>
 <h2>Per class</h2><table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>
-{rows}{averages}</table><h2>Figures</h2>{images}<h2>Run</h2><pre>{settings}</pre></body></html>
+{rows}{averages}</table><h2>Figures</h2>{images}{overview}<h2>Run</h2><pre>{settings}</pre></body></html>
 """
+
+
+def _overview_html(overview) -> str:
+    if not overview:
+        return ""
+    rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{count}</td><td>{overview['test_counts'][name]}</td></tr>"
+                   for name, count in overview["train_counts"].items())
+    skipped = "".join(f"<li>{html.escape(str(item))}</li>" for item in overview["skipped"][:20])
+    return (f"<h2>Data</h2><p>{html.escape(str(overview['source']))}; test split: "
+            f"{html.escape(str(overview['test_split']))}; {overview['skipped_count']} file(s) skipped.</p>"
+            f"<table><tr><th>class</th><th>train</th><th>test</th></tr>{rows}</table>"
+            + (f"<ul>{skipped}</ul>" if skipped else ""))

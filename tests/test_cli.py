@@ -226,3 +226,16 @@ def test_nonsense_training_options_are_one_line_errors(capsys, tmp_path):
     _one_line_error(capsys, ["train", "--resume"], "--resume needs --out")
     _one_line_error(capsys, ["train", "--strategy", "ring"], "invalid choice")
     _one_line_error(capsys, ["train", "--xla", "maybe"], "invalid choice")
+
+
+def test_tensorboard_logs_are_written_into_the_run_directory(cifar_subset, tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli("train", "--recipe", "fast_small", "--data", cifar_subset, "--out", run_dir, "--epochs", 1,
+                     "--batch-size", 64, "--tensorboard", "--no-report", "--cache-dir", tmp_path / "cache")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert list((run_dir / "tensorboard" / "train").glob("events.out.tfevents.*"))
+
+
+def test_tensorboard_missing_is_a_one_line_error_naming_the_extra(capsys, monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # as if it were not installed
+    _one_line_error(capsys, ["train", "--tensorboard", "--data", str(tmp_path)], "pip install 'imagerec[tensorboard]'")

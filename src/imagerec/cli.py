@@ -89,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--learning-rate", type=_positive_float, default=None, help="seed: Adam step size (0.001); fast: per 1024 examples, decoupled (11.5)")
     train.add_argument("--model", default=None, help="override the recipe's model (e.g. 'tiny' for a smoke test)")
     train.add_argument("--no-report", action="store_true", help="do not write RUN_DIR/report/ after training")
+    train.add_argument("--tensorboard", action="store_true",
+                       help="write TensorBoard logs to RUN_DIR/tensorboard (needs: pip install 'imagerec[tensorboard]')")
     train.add_argument("--strategy", choices=("auto", "default", "mirrored", "multiworker"), default="auto",
                        help="tf.distribute strategy: 'mirrored' uses every local GPU, 'multiworker' the cluster in "
                             "TF_CONFIG; 'auto' (default) is mirrored with 2+ GPUs, else one device")
@@ -163,8 +165,11 @@ def _train(arguments) -> int:
                                 mixed_precision=arguments.mixed_precision)
     if arguments.resume and not arguments.out:
         raise UserError("--resume needs --out: the run directory to continue")
+    if arguments.tensorboard:
+        _require_tensorboard()
+    out = arguments.out or str(fileio.default_run_dir())
     if not arguments.resume and arguments.strategy != "multiworker":  # workers share --out; the chief checks it
-        fileio.prepare_empty_dir(arguments.out or fileio.default_run_dir(), create=False)
+        fileio.prepare_empty_dir(out, create=False)
     dataset = _load_data(arguments)  # before TensorFlow loads: bad data fails fast
     _import_tensorflow_quietly()
     from imagerec import distribute, train
@@ -173,7 +178,12 @@ def _train(arguments) -> int:
     print(f"imagerec: {dataset.source}: {len(dataset.y_train)} train / {len(dataset.y_test)} test images, "
           f"{dataset.num_classes} classes; recipe {recipe.name} ({recipe.total_epochs} epochs)"
           f"{_strategy_note(strategy)}", flush=True)
-    result = train.train(dataset, recipe, arguments.out, seed=arguments.seed, strategy=strategy,
+    callbacks = []
+    if arguments.tensorboard and distribute.is_chief(strategy):
+        import keras
+
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=os.path.join(out, "tensorboard")))
+    result = train.train(dataset, recipe, out, seed=arguments.seed, strategy=strategy, callbacks=callbacks,
                          resume=arguments.resume, deterministic=arguments.deterministic)
     metrics = result.metrics
     print(f"imagerec: test accuracy {metrics['test_accuracy']:.4f}, loss {metrics['test_loss']:.4f}; "
@@ -187,6 +197,16 @@ def _train(arguments) -> int:
                             run_dir=result.run_dir, dataset=dataset)
         print(f"imagerec: report in {result.run_dir / 'report' / 'report.html'}")
     return 0
+
+
+def _require_tensorboard() -> None:
+    # TensorFlow 2.21 does not depend on tensorboard, and Keras' callback then fails mid-run (TBNotInstalledError).
+    from imagerec.errors import UserError
+
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        raise UserError("--tensorboard needs the tensorboard package: pip install 'imagerec[tensorboard]'") from None
 
 
 def _strategy_note(strategy) -> str:

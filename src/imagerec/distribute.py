@@ -105,10 +105,12 @@ def _worker_slices(batches: tf.data.Dataset, strategy) -> tf.data.Dataset:
 
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-        mine = batches.with_options(options).map(take_slice)
-        if local_replicas > 1:
-            mine = mine.rebatch(input_context.get_per_replica_batch_size(
-                int(mine.element_spec[1].shape[0] or 0) * workers) or 1)
+        mine = batches.with_options(options).map(take_slice, num_parallel_calls=tf.data.AUTOTUNE)
+        if local_replicas > 1:  # several GPUs per worker: split the worker's share once more
+            global_batch = batches.element_spec[1].shape[0]
+            if global_batch is None:
+                raise UserError("multi-worker training with several replicas per worker needs fixed-size batches")
+            mine = mine.rebatch(input_context.get_per_replica_batch_size(global_batch))
         return mine.prefetch(tf.data.AUTOTUNE)
 
     return strategy.distribute_datasets_from_function(dataset_fn)

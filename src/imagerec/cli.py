@@ -194,7 +194,7 @@ def _train(arguments) -> int:
 
         classifier = saving.Classifier.from_keras(result.model, dataset.class_names, result.run_dir)
         report.write_report(result.run_dir / "report", classifier, dataset.x_test, dataset.y_test,
-                            run_dir=result.run_dir, dataset=dataset)
+                            run_dir=result.run_dir, dataset=dataset, probabilities=result.test_probabilities)
         print(f"imagerec: report in {result.run_dir / 'report' / 'report.html'}")
     return 0
 

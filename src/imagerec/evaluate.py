@@ -17,14 +17,18 @@ def evaluate(classifier, images: np.ndarray, labels: np.ndarray, batch_size: int
     """
     if len(images) == 0:
         raise UserError("no images to evaluate")
-    probabilities = classifier.predict_proba(images, batch_size=batch_size)
+    return score(classifier.predict_proba(images, batch_size=batch_size), labels, classifier.class_names)
+
+
+def score(probabilities: np.ndarray, labels: np.ndarray, class_names) -> dict:
+    """`evaluate`'s numbers from probabilities (N, K) already computed."""
     labels = np.asarray(labels).astype(np.int64)
     if labels.max() >= probabilities.shape[1]:
         raise UserError(f"the data has {labels.max() + 1}+ classes but the model predicts {probabilities.shape[1]}")
     predicted = probabilities.argmax(axis=1)
     picked = np.clip(probabilities[np.arange(len(labels)), labels], CROSS_ENTROPY_EPSILON, 1.0)
     per_class = {}
-    for index, name in enumerate(classifier.class_names):
+    for index, name in enumerate(class_names):
         mask = labels == index
         per_class[name] = float((predicted[mask] == index).mean()) if mask.any() else None
     return {"accuracy": float((predicted == labels).mean()), "loss": float(-np.log(picked).mean()),

@@ -21,14 +21,17 @@ from imagerec import evaluate, fileio  # noqa: E402
 COLOUR_MAP = "viridis"  # perceptually uniform and monotonic in lightness: reads in grey too
 
 
-def write_report(out_dir, classifier, images: np.ndarray, labels: np.ndarray, run_dir=None, dataset=None) -> dict:
+def write_report(out_dir, classifier, images: np.ndarray, labels: np.ndarray, run_dir=None, dataset=None,
+                 probabilities=None) -> dict:
     """Evaluate `classifier` on uint8 `images`/`labels` and write report.json, the figures and report.html
     into `out_dir` (created if needed). `run_dir`, when given, adds its training curves and settings;
     `dataset` (a data.Dataset) adds the data overview: class counts per split, skipped files, samples.
+    `probabilities`, when the caller already has them for `images`, saves running the model again.
     Returns the report's numbers (what report.json holds)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    probabilities = classifier.predict_proba(images)
+    if probabilities is None:
+        probabilities = classifier.predict_proba(images)
     numbers = evaluate.classification_numbers(probabilities, labels, classifier.class_names)
     figures = {
         "confusion_counts.png": lambda path: plot_confusion(numbers, classifier.class_names, path, normalise=False),

@@ -32,6 +32,7 @@ class RunResult:
     model: keras.Model
     history: list  # per-epoch records, see history.json
     metrics: dict  # metrics.json
+    test_probabilities: np.ndarray = None  # (N, K) of the saved model on the test split, for reports
 
 
 def batches(images, labels, batch_size: int, shuffle_seed: int | None = None) -> tf.data.Dataset:
@@ -110,15 +111,15 @@ def _train_in(run_dir, dataset, recipe, seed, verbose, callbacks, validate_each_
         net = _float32_copy(net, recipe, dataset)
     train_wall_s = time.perf_counter() - started
     model = inference_model(net, recipe)
-    test = evaluate.evaluate(saving.Classifier.from_keras(model, dataset.class_names, run_dir),
-                             dataset.x_test, dataset.y_test)
+    test_probabilities = saving.Classifier.from_keras(model, dataset.class_names, run_dir).predict_proba(dataset.x_test)
+    test = evaluate.score(test_probabilities, dataset.y_test, dataset.class_names)
     files = saving.save_model_files(model, run_dir, dataset.class_names, recipe.model,
                                     test_time_augmentation=_uses_tta(recipe))
     history = _history_from_csv(run_dir, recipe)
     _write_history(run_dir, history)
     metrics = _metrics(test, dataset, recipe, net, model, seed, files, train_wall_s, time.perf_counter() - started)
     fileio.write_json(run_dir / "metrics.json", metrics)
-    return RunResult(run_dir, model, history, metrics)
+    return RunResult(run_dir, model, history, metrics, test_probabilities)
 
 
 # ---------------------------------------------------------------- precision

@@ -1,10 +1,13 @@
 import json
+import shutil
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from imagerec import data, fileio, saving
+from imagerec import data, fileio, manifest, saving
 from imagerec.errors import UserError
 
 FORMATS = [saving.KERAS_FILE, saving.H5_FILE, saving.WEIGHTS_FILE, saving.SAVED_MODEL_DIR]
@@ -48,7 +51,9 @@ def test_corrupt_model_file_is_a_user_error(tmp_path):
     for name in ("broken.keras", "broken.h5"):
         (tmp_path / name).write_bytes(b"definitely not a model")
         with pytest.raises(UserError, match="cannot load model"):
-            saving.load_model(tmp_path / name)
+            saving.load_model(tmp_path / name, trust_model=True)
+    with pytest.raises(UserError, match="cannot load model"):
+        saving.load_model(tmp_path / "broken.keras")  # .keras: opened in safe mode, no manifest needed
 
 
 def test_missing_and_unknown_model_paths_are_user_errors(tmp_path):
@@ -95,3 +100,94 @@ def test_atomic_directory_replaces_an_existing_one(tmp_path):
             (temporary / "version").write_text(version)
     assert (target / "version").read_text() == "2"
     assert sorted(path.name for path in target.parent.iterdir()) == ["my_model"]
+
+
+# ---------------------------------------------------------------- safe loading: a model is code
+
+def _code_running_model(marker: Path):
+    """A tiny image model whose Lambda layer (a Python lambda, saved as bytecode) creates `marker` when run."""
+    import keras
+
+    # Self-contained, as a hostile file's would be: no closure, imports what it needs.
+    leave_a_mark = eval(f"lambda t: (__import__('pathlib').Path({str(marker)!r}).write_text('ran'), t)[1]")
+    inputs = keras.Input(shape=(32, 32, 3))
+    features = keras.layers.GlobalAveragePooling2D()(keras.layers.Lambda(leave_a_mark)(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(features))
+    marker.unlink()  # building the model ran the function once
+    return model
+
+
+def test_run_directory_manifest_lists_every_model_file(seed_run):
+    files = json.loads((seed_run / manifest.MANIFEST_FILE).read_text())["files"]
+    for name in (saving.KERAS_FILE, saving.H5_FILE, saving.WEIGHTS_FILE, saving.MODEL_INFO_FILE,
+                 f"{saving.SAVED_MODEL_DIR}/saved_model.pb"):
+        assert files[name] == manifest.sha256_file(seed_run / name)
+    assert manifest.check(seed_run / saving.SAVED_MODEL_DIR)[0] == manifest.VERIFIED
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_model_that_needs_code_is_refused_without_running_it(tmp_path, suffix):
+    marker = tmp_path / "marker"
+    model = _code_running_model(marker)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.save(tmp_path / f"lambda{suffix}")
+    expected = "arbitrary Python code" if suffix == ".keras" else "no imagerec manifest vouches"
+    with pytest.raises(UserError, match=expected):
+        saving.load_model(tmp_path / f"lambda{suffix}")
+    assert not marker.exists()
+
+
+def test_trust_model_loads_a_model_that_needs_code(tmp_path):
+    marker = tmp_path / "marker"
+    _code_running_model(marker).save(tmp_path / "lambda.keras")
+    classifier = saving.load_model(tmp_path / "lambda.keras", trust_model=True)
+    assert classifier.predict_proba(np.zeros((1, 32, 32, 3), np.uint8)).shape == (1, 10)
+    assert marker.exists()  # the user trusted it, and its code ran
+
+
+def test_foreign_h5_without_a_lambda_is_still_refused_until_trusted(tmp_path):
+    import keras
+
+    inputs = keras.Input(shape=(32, 32, 3))
+    model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(keras.layers.Flatten()(inputs)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.save(tmp_path / "foreign.h5")
+    with pytest.raises(UserError, match="--trust-model"):
+        saving.load_model(tmp_path / "foreign.h5")
+    assert saving.load_model(tmp_path / "foreign.h5", trust_model=True).format == "h5"
+
+
+def test_tampered_saved_model_is_refused_without_running_it(seed_run, tmp_path):
+    """A SavedModel swapped for one whose graph writes a file when called is refused before loading."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(seed_run, run_dir)
+    marker = tmp_path / "marker"
+
+    class Hostile(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 32, 32, 3], tf.float32)])
+        def serve(self, images):
+            tf.io.write_file(str(marker), "graph ops ran")
+            return {"output_0": tf.ones([tf.shape(images)[0], 10]) / 10}
+
+    hostile = Hostile()
+    target = run_dir / saving.SAVED_MODEL_DIR
+    shutil.rmtree(target)
+    tf.saved_model.save(hostile, str(target), signatures={"serving_default": hostile.serve})
+    with pytest.raises(UserError, match="changed after imagerec wrote it"):
+        saving.load_model(target)
+    with pytest.raises(UserError, match="changed after imagerec wrote it"):
+        saving.load_model(target).predict_proba(np.zeros((1, 32, 32, 3), np.uint8))
+    assert not marker.exists()
+    saving.load_model(target, trust_model=True).predict_proba(np.zeros((1, 32, 32, 3), np.uint8))
+    assert marker.exists()  # proof the refused model would have run its code
+
+
+def test_edited_keras_file_in_a_run_is_refused(seed_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(seed_run, run_dir)
+    with open(run_dir / saving.KERAS_FILE, "ab") as handle:
+        handle.write(b"appended")
+    with pytest.raises(UserError, match="does not match its SHA-256"):
+        saving.load_model(run_dir)

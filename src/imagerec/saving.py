@@ -7,7 +7,13 @@ Files in a run directory (names kept from the tutorial):
                                  `gfgModelWeights` checkpoint); rebuilt from model.json when loaded
   saved_model/my_model/          TF SavedModel via `model.export`, endpoint `serving_default`
   model.json                     architecture name, input shape and class names for all of the above
+  manifest.json                  the SHA-256 of every file above (see manifest.py)
 All take raw 0-255 RGB pixels and return class probabilities. Every file is written atomically.
+
+Loading is safe by default: `.keras` files load in Keras' safe mode (no Lambda layers, no arbitrary code);
+`.h5` files and SavedModels, which safe mode does not cover, load only when the manifest beside them vouches
+for them; any artefact that no longer matches its manifest is refused. `trust_model=True` (the CLI's
+`--trust-model`) lifts both checks, for models whose author the user trusts.
 """
 
 import dataclasses
@@ -17,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imagerec import fileio, models
+from imagerec import fileio, manifest, models
 from imagerec.errors import UserError
 
 KERAS_FILE = "model.keras"
@@ -75,8 +81,10 @@ def save_model_files(model, run_dir, class_names, model_name: str, test_time_aug
     info = {"model": model_name, "test_time_augmentation": test_time_augmentation,
             "input_shape": list(model.input_shape[1:]), "class_names": list(class_names)}
     fileio.write_json(run_dir / MODEL_INFO_FILE, info)
+    manifest.record(run_dir, [run_dir / name for name in (KERAS_FILE, H5_FILE, WEIGHTS_FILE, SAVED_MODEL_DIR,
+                                                          MODEL_INFO_FILE)])
     return {"keras": KERAS_FILE, "h5": H5_FILE, "weights": WEIGHTS_FILE, "savedmodel": SAVED_MODEL_DIR,
-            "info": MODEL_INFO_FILE}
+            "info": MODEL_INFO_FILE, "manifest": manifest.MANIFEST_FILE}
 
 
 def _quiet_keras_logging(action):
@@ -90,26 +98,55 @@ def _quiet_keras_logging(action):
         absl.logging.set_verbosity(previous)
 
 
-def load_model(path) -> Classifier:
+def load_model(path, trust_model: bool = False) -> Classifier:
     """Load a model file or folder written by imagerec (or any Keras image classifier).
 
     Accepts `.keras`, `.h5`, `.weights.h5` (needs the run's model.json beside it) and a SavedModel
-    folder. Raises UserError for a missing, corrupt or non-image model.
+    folder. Raises UserError for a missing, corrupt or non-image model, and (unless `trust_model`) for one
+    that needs arbitrary code to load, an `.h5`/SavedModel no manifest vouches for, or a modified artefact.
     """
     path = Path(path).expanduser()
     if not path.exists():
         raise UserError(f"model path does not exist: {path}")
-    if path.is_dir() and (path / "saved_model.pb").is_file():
-        return _load_saved_model(path)
     if path.is_dir() and (path / KERAS_FILE).is_file():
-        return load_model(path / KERAS_FILE)  # a run directory: use its native-format model
-    name = path.name.lower()
-    if name.endswith(".weights.h5"):
+        return load_model(path / KERAS_FILE, trust_model)  # a run directory: use its native-format model
+    format_name = _format_of(path)
+    if not trust_model:
+        _check_provenance(path, format_name)
+    if format_name == "savedmodel":
+        return _load_saved_model(path)
+    if format_name == "weights":
         return _load_weights(path)
-    if name.endswith((".keras", ".h5", ".hdf5")):
-        return _load_keras(path, "keras" if name.endswith(".keras") else "h5")
+    return _load_keras(path, format_name, safe_mode=not trust_model)
+
+
+def _format_of(path: Path) -> str:
+    name = path.name.lower()
+    if path.is_dir() and (path / "saved_model.pb").is_file():
+        return "savedmodel"
+    if path.is_file() and name.endswith(".weights.h5"):
+        return "weights"
+    if path.is_file() and name.endswith(".keras"):
+        return "keras"
+    if path.is_file() and name.endswith((".h5", ".hdf5")):
+        return "h5"
     raise UserError(f"{path} is not a model: expected a .keras, .h5 or .weights.h5 file, "
                     f"a SavedModel folder or a run directory")
+
+
+_TRUST_HINT = "pass --trust-model (trust_model=True) only if you trust where it came from"
+
+
+def _check_provenance(path: Path, format_name: str) -> None:
+    """Refuse a modified artefact, and an .h5/SavedModel that no manifest vouches for, before opening it."""
+    state, detail = manifest.check(path)
+    if state == manifest.MODIFIED:
+        raise UserError(f"refusing to load {path}: it changed after imagerec wrote it ({detail}); {_TRUST_HINT}")
+    if state == manifest.UNLISTED and format_name in ("h5", "savedmodel"):
+        kind = "an HDF5 model" if format_name == "h5" else "a SavedModel"
+        raise UserError(f"refusing to load {path}: it is {kind} that no imagerec manifest vouches for ({detail}), "
+                        f"and loading one can run code that Keras' safe mode does not check; use a .keras file, "
+                        f"or {_TRUST_HINT}")
 
 
 def _find_model_info(path: Path):
@@ -147,14 +184,17 @@ def _from_keras_model(model, path: Path, format_name: str) -> Classifier:
     return Classifier.from_keras(model, _class_names(path, num_classes), path, format_name)
 
 
-def _load_keras(path: Path, format_name: str) -> Classifier:
+def _load_keras(path: Path, format_name: str, safe_mode: bool = True) -> Classifier:
     import keras
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model = keras.saving.load_model(path, safe_mode=True, compile=False)  # inference only
+            model = keras.saving.load_model(path, safe_mode=safe_mode, compile=False)  # inference only
     except Exception as error:  # noqa: BLE001 - corrupt files fail in many ways inside h5py/zipfile
+        if safe_mode and "safe_mode" in str(error):
+            raise UserError(f"refusing to load {path}: it needs to run arbitrary Python code to load (e.g. a Lambda "
+                            f"layer), which Keras' safe mode blocks; {_TRUST_HINT}") from None
         raise UserError(f"cannot load model {path}: {_first_line(error)}") from error
     return _from_keras_model(model, path, format_name)
 

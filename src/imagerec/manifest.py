@@ -1,0 +1,100 @@
+"""SHA-256 manifests of the artefacts imagerec writes, and the check that decides whether one may be loaded.
+
+A model file is code: a legacy `.h5` or a SavedModel can run operations or Python when loaded, and Keras'
+`safe_mode` does not cover them (CVE-2025-9905, CVE-2026-1669, CVE-2026-12480). So every model imagerec
+writes is recorded, with the SHA-256 of each of its files, in a `manifest.json` in the folder it was written
+to (the run directory, or an export's folder). `check` compares a path with the nearest manifest above it.
+
+What this proves, and what it does not: a file that matches its manifest is byte for byte what imagerec
+wrote there, so a swapped or edited artefact is caught. A manifest is not a signature: whoever hands you a
+whole folder can hand you a matching manifest too. Models from elsewhere should be `.keras` files (loaded in
+Keras' safe mode) or loaded with `--trust-model` after deciding to trust their author.
+"""
+
+import hashlib
+import json
+from pathlib import Path
+
+from imagerec import fileio
+
+MANIFEST_FILE = "manifest.json"
+MANIFEST_VERSION = 1
+SEARCH_DEPTH = 3  # a manifest vouches for files up to this many folders below it (saved_model/my_model/...)
+
+VERIFIED = "verified"  # listed in a manifest, and every file matches
+UNLISTED = "unlisted"  # no manifest above it lists it
+MODIFIED = "modified"  # listed, but a file differs, is missing or was added since it was written
+
+
+def sha256_file(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def artefact_files(path: Path) -> list:
+    """The files that make up an artefact: the file itself, or every file under a folder (sorted)."""
+    path = Path(path)
+    if path.is_dir():
+        return sorted(child for child in path.rglob("*") if child.is_file())
+    return [path]
+
+
+def record(root, artefacts) -> Path:
+    """Add the SHA-256 of every file of each artefact (paths under `root`) to `root/manifest.json`.
+
+    Entries for other artefacts already in the manifest are kept; an artefact written again replaces its
+    old entries (files it no longer has are dropped). Written atomically.
+    """
+    root = Path(root)
+    entries = _read(root / MANIFEST_FILE) or {}
+    for artefact in map(Path, artefacts):
+        prefix = artefact.relative_to(root).as_posix()
+        entries = {name: digest for name, digest in entries.items()
+                   if name != prefix and not name.startswith(prefix + "/")}
+        for file in artefact_files(artefact):
+            entries[file.relative_to(root).as_posix()] = sha256_file(file)
+    fileio.write_json(root / MANIFEST_FILE, {"manifest_version": MANIFEST_VERSION, "algorithm": "sha256",
+                                             "files": dict(sorted(entries.items()))})
+    return root / MANIFEST_FILE
+
+
+def check(path) -> tuple:
+    """(state, detail) for the artefact at `path`: VERIFIED, UNLISTED or MODIFIED, and a short reason."""
+    path = Path(path).resolve()
+    for folder in list(path.parents)[:SEARCH_DEPTH]:
+        entries = _read(folder / MANIFEST_FILE)
+        if entries is None:
+            continue
+        prefix = path.relative_to(folder).as_posix()
+        listed = {name: digest for name, digest in entries.items()
+                  if name == prefix or name.startswith(prefix + "/")}
+        if listed:
+            return _compare(folder, listed, path)
+    return UNLISTED, f"no {MANIFEST_FILE} lists it"
+
+
+def _compare(folder: Path, listed: dict, path: Path) -> tuple:
+    present = {file.relative_to(folder).as_posix() for file in artefact_files(path)}
+    for name in sorted(present - set(listed)):
+        return MODIFIED, f"{name} was added after {folder / MANIFEST_FILE} was written"
+    for name, digest in listed.items():
+        if name not in present:
+            return MODIFIED, f"{name} is missing"
+        if sha256_file(folder / name) != digest:
+            return MODIFIED, f"{name} does not match its SHA-256 in {folder / MANIFEST_FILE}"
+    return VERIFIED, f"matches {folder / MANIFEST_FILE}"
+
+
+def _read(manifest_path: Path):
+    """The manifest's {relative path: sha256}, or None when there is none (an unreadable one counts as none)."""
+    try:
+        content = json.loads(manifest_path.read_text(encoding="utf-8"))
+        files = content["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(files, dict) or not all(isinstance(value, str) for value in files.values()):
+        return None
+    return files

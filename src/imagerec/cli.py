@@ -122,6 +122,28 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("paths", nargs="+", help="image files or folders (searched recursively)")
     predict.add_argument("--top-k", type=_positive_int, default=5, help="labels per image (default 5)")
     predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    export = commands.add_parser("export", help="write a model as keras/h5/savedmodel/tflite/onnx and check it")
+    export.add_argument("model", help="a run directory, or a .keras/.h5/.weights.h5 file")
+    export.add_argument("--format", required=True, choices=("keras", "h5", "savedmodel", "tflite", "onnx"),
+                        help="tflite and onnx need: pip install 'imagerec[export]'")
+    export.add_argument("--out", default=None,
+                        help="file to write (default exports/model.<format>); for savedmodel the model's folder, "
+                             "the export going in its next version folder OUT/1/, OUT/2/... (default exports/model)")
+    export.add_argument("--quantize", choices=("int8",), default=None,
+                        help="tflite only: full-integer int8, calibrated on --check-images training images")
+    export.add_argument("--version", type=_positive_int, default=None,
+                        help="savedmodel only: the version folder to write (default: the next free number)")
+    export.add_argument("--check-images", type=_positive_int, default=256,
+                        help="test images the export is run on and compared with Keras (default 256)")
+    _add_data_options(export)
+    export.set_defaults(data=None)  # default: the data the run was trained on (its metrics.json)
+    export.add_argument("--json", action="store_true", help="print the check's numbers as JSON")
+
+    for command in (evaluate, report, predict, export):
+        command.add_argument("--trust-model", action="store_true",
+                             help="load a model that needs arbitrary code, or an .h5/SavedModel no imagerec "
+                                  "manifest vouches for (a model is code: only for authors you trust)")
     return parser
 
 
@@ -137,8 +159,8 @@ def main(argv=None) -> int:
     from imagerec.errors import UserError
 
     try:
-        return {"train": _train, "evaluate": _evaluate, "predict": _predict,
-                "report": _report}[arguments.command](arguments)
+        return {"train": _train, "evaluate": _evaluate, "predict": _predict, "report": _report,
+                "export": _export}[arguments.command](arguments)
     except UserError as error:
         print(f"imagerec: error: {error}", file=sys.stderr)
         return 2
@@ -250,7 +272,7 @@ def _evaluate(arguments) -> int:
     _import_tensorflow_quietly()
     from imagerec import evaluate, saving
 
-    classifier = saving.load_model(arguments.model)
+    classifier = saving.load_model(arguments.model, trust_model=arguments.trust_model)
     dataset = _load_data(arguments, image_size=classifier.input_shape[:2])
     if dataset.num_classes != len(classifier.class_names):
         raise UserError(f"the data has {dataset.num_classes} classes but the model predicts "
@@ -278,12 +300,11 @@ def _report(arguments) -> int:
     if not os.path.isdir(run_dir) or not os.path.isfile(os.path.join(run_dir, "metrics.json")):
         raise UserError(f"{run_dir} is not a finished run directory (it has no metrics.json)")
     if arguments.data is None:
-        with open(os.path.join(run_dir, "metrics.json"), encoding="utf-8") as handle:
-            arguments.data = json.load(handle).get("data", {}).get("source") or "cifar10"
+        arguments.data = _run_data_source(run_dir)
     _import_tensorflow_quietly()
     from imagerec import report, saving
 
-    classifier = saving.load_model(run_dir)
+    classifier = saving.load_model(run_dir, trust_model=arguments.trust_model)
     dataset = _load_data(arguments, image_size=classifier.input_shape[:2])
     if dataset.num_classes != len(classifier.class_names):
         raise UserError(f"the data has {dataset.num_classes} classes but the model predicts "
@@ -305,7 +326,7 @@ def _predict(arguments) -> int:
     _import_tensorflow_quietly()
     from imagerec import saving
 
-    classifier = saving.load_model(arguments.model)
+    classifier = saving.load_model(arguments.model, trust_model=arguments.trust_model)
     predictions, errors = evaluate.predict_files(classifier, files, top_k=arguments.top_k)
     if arguments.json:
         print(json.dumps({"predictions": predictions, "errors": errors}, indent=2))
@@ -324,3 +345,48 @@ def _print_table(predictions) -> None:
     for item in predictions:
         labels = "  ".join(f"{top['label']} {100 * top['probability']:5.1f}%" for top in item["top"])
         print(f"{item['path']:<{width}}  {labels}")
+
+
+def _run_data_source(model_path) -> str:
+    """The data a run was trained on (its metrics.json, in the model's folder or up to two above), else cifar10."""
+    from pathlib import Path
+
+    path = Path(model_path).resolve()
+    for folder in [path, *list(path.parents)[:2]]:
+        try:
+            with open(folder / "metrics.json", encoding="utf-8") as handle:
+                return json.load(handle).get("data", {}).get("source") or "cifar10"
+        except (OSError, ValueError, AttributeError):
+            continue
+    return "cifar10"
+
+
+def _export(arguments) -> int:
+    from imagerec.errors import UserError
+
+    _check_model_path(arguments.model)
+    if arguments.version is not None and arguments.format != "savedmodel":
+        raise UserError("--version applies to --format savedmodel only")
+    if arguments.data is None:
+        arguments.data = _run_data_source(arguments.model)
+    _import_tensorflow_quietly()
+    from imagerec import export, saving
+
+    classifier = saving.load_model(arguments.model, trust_model=arguments.trust_model)
+    dataset = _load_data(arguments, image_size=classifier.input_shape[:2])
+    if dataset.num_classes != len(classifier.class_names):
+        raise UserError(f"the data has {dataset.num_classes} classes but the model predicts "
+                        f"{len(classifier.class_names)}")
+    import numpy as np
+
+    generator = np.random.default_rng(arguments.seed)
+    check = generator.choice(len(dataset.x_test), min(arguments.check_images, len(dataset.x_test)), replace=False)
+    calibration = generator.choice(len(dataset.x_train), min(arguments.check_images, len(dataset.x_train)),
+                                   replace=False)
+    out = arguments.out or ("exports/model" if arguments.format == "savedmodel"
+                            else export.default_path(arguments.format, arguments.quantize))
+    result = export.export_model(classifier, out, arguments.format, dataset.x_test[check], dataset.y_test[check],
+                                 quantize=arguments.quantize, calibration_images=dataset.x_train[calibration],
+                                 version=arguments.version)
+    print(json.dumps(result.as_dict(), indent=2) if arguments.json else f"imagerec: exported {export.describe(result)}")
+    return 0

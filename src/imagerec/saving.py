@@ -73,7 +73,7 @@ def save_model_files(model, run_dir, class_names, model_name: str, test_time_aug
         model.save(temporary)
     with warnings.catch_warnings(), fileio.atomic_path(run_dir / H5_FILE, suffix=".h5") as temporary:
         warnings.simplefilter("ignore")  # "HDF5 is legacy": the tutorial's format, written on purpose
-        _quiet_keras_logging(lambda: model.save(temporary))
+        quiet_keras_logging(lambda: model.save(temporary))
     with fileio.atomic_path(run_dir / WEIGHTS_FILE, suffix=".weights.h5") as temporary:
         model.save_weights(temporary)
     with fileio.atomic_path(run_dir / SAVED_MODEL_DIR) as temporary:
@@ -87,7 +87,7 @@ def save_model_files(model, run_dir, class_names, model_name: str, test_time_aug
             "info": MODEL_INFO_FILE, "manifest": manifest.MANIFEST_FILE}
 
 
-def _quiet_keras_logging(action):
+def quiet_keras_logging(action):
     import absl.logging
 
     previous = absl.logging.get_verbosity()
@@ -201,7 +201,7 @@ def _load_keras(path: Path, format_name: str, safe_mode: bool = True) -> Classif
 
 def _load_weights(path: Path) -> Classifier:
     info = _find_model_info(path)
-    if not info:
+    if not info or "model" not in info:
         raise UserError(f"{path} holds weights only; its run's {MODEL_INFO_FILE} (architecture and classes) "
                         f"was not found beside it")
     net = models.build_model(info["model"], len(info["class_names"]), info["input_shape"])

@@ -1,0 +1,96 @@
+"""Every export format is written, run by its own runtime, and matches the Keras model it came from."""
+
+import json
+
+import numpy as np
+import pytest
+
+from imagerec import data, export, manifest, saving
+from imagerec.errors import UserError
+
+from conftest import run_cli
+
+OPTIONAL_RUNTIME = {"tflite": "ai_edge_litert", "onnx": "onnxruntime"}
+
+
+@pytest.fixture(scope="module")
+def subset(cifar_subset):
+    return data.load_dataset(str(cifar_subset), progress=False)
+
+
+@pytest.fixture(scope="module")
+def classifier(fast_run):
+    return saving.load_model(fast_run)
+
+
+def _needs_runtime(format_name):
+    for module in {"tflite": ["ai_edge_litert"], "onnx": ["onnxruntime", "tf2onnx"]}.get(format_name, []):
+        pytest.importorskip(module, reason=f"{format_name} export needs the 'export' extra")
+
+
+@pytest.mark.parametrize("format_name", export.FORMATS)
+def test_float_export_matches_keras_in_its_own_runtime(format_name, classifier, subset, tmp_path):
+    _needs_runtime(format_name)
+    out = tmp_path / ("model" if format_name == "savedmodel" else f"model{export.SUFFIXES[format_name]}")
+    result = export.export_model(classifier, out, format_name, subset.x_test, subset.y_test)
+    assert result.path.exists() and result.size_bytes > 10_000
+    assert result.images == len(subset.x_test) and result.top1_agreement == 1.0
+    assert result.max_abs_difference <= export.FLOAT_TOLERANCE
+    # Independently of export_model's own check: the file on disk gives Keras' probabilities.
+    again = export.run_export(result.path, format_name, subset.x_test[:32])
+    np.testing.assert_allclose(again, classifier.predict_proba(subset.x_test[:32]), atol=export.FLOAT_TOLERANCE)
+    assert manifest.check(result.path)[0] == manifest.VERIFIED
+    assert json.loads((result.path.parent / "model.json").read_text())["class_names"] == list(subset.class_names)
+
+
+def test_saved_model_goes_into_numbered_versions_that_imagerec_loads(classifier, subset, tmp_path):
+    first = export.export_model(classifier, tmp_path / "cifar10", "savedmodel", subset.x_test[:16])
+    second = export.export_model(classifier, tmp_path / "cifar10", "savedmodel", subset.x_test[:16])
+    assert (first.path.name, second.path.name) == ("1", "2")
+    with pytest.raises(UserError, match="never overwritten"):
+        export.export_model(classifier, tmp_path / "cifar10", "savedmodel", subset.x_test[:16], version=1)
+    loaded = saving.load_model(second.path)  # vouched for by the export's manifest: no --trust-model
+    assert loaded.format == "savedmodel" and loaded.class_names == subset.class_names
+
+
+def test_int8_tflite_is_smaller_and_reports_its_accuracy(classifier, subset, tmp_path):
+    _needs_runtime("tflite")
+    float_result = export.export_model(classifier, tmp_path / "model.tflite", "tflite", subset.x_test[:32])
+    result = export.export_model(classifier, tmp_path / "model_int8.tflite", "tflite", subset.x_test,
+                                 subset.y_test, quantize="int8", calibration_images=subset.x_train[:64])
+    assert result.size_bytes < float_result.size_bytes / 2  # int8 weights: about a quarter of float32
+    assert result.accuracy_drop is not None and abs(result.accuracy_drop) < 0.2
+    assert result.top1_agreement > 0.7
+
+
+def test_bad_export_requests_are_user_errors(classifier, subset, tmp_path):
+    with pytest.raises(UserError, match="must end in .onnx"):
+        export.export_model(classifier, tmp_path / "model.tflite", "onnx", subset.x_test[:4])
+    with pytest.raises(UserError, match="supported for: tflite"):
+        export.export_model(classifier, tmp_path / "model.onnx", "onnx", subset.x_test[:4], quantize="int8")
+    with pytest.raises(UserError, match="unknown export format"):
+        export.export_model(classifier, tmp_path / "model.pt", "torch", subset.x_test[:4])
+    saved_model = saving.load_model(classifier.path.rsplit("/", 1)[0] + "/" + saving.SAVED_MODEL_DIR)
+    with pytest.raises(UserError, match="export from the run directory"):
+        export.export_model(saved_model, tmp_path / "model.onnx", "onnx", subset.x_test[:4])
+    assert not any(tmp_path.iterdir())  # nothing half-written
+
+
+def test_a_missing_runtime_names_the_extra_to_install(classifier, subset, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import now fails as if it were not installed
+    with pytest.raises(UserError, match=r"pip install 'imagerec\[export\]'"):
+        export.export_model(classifier, tmp_path / "model.onnx", "onnx", subset.x_test[:4])
+
+
+def test_export_command_checks_and_reports(fast_run, cifar_subset, tmp_path):
+    pytest.importorskip("ai_edge_litert")
+    result = run_cli("export", fast_run, "--format", "tflite", "--out", tmp_path / "m.tflite", "--data", cifar_subset,
+                     "--json", "--check-images", 50)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout[result.stdout.index("{"):])
+    assert report["images"] == 50 and report["max_abs_difference"] <= export.FLOAT_TOLERANCE
+    assert (tmp_path / "m.tflite").is_file()
+    bad = run_cli("export", fast_run, "--format", "onnx", "--quantize", "int8", "--data", cifar_subset)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "supported for" in bad.stderr

@@ -43,6 +43,13 @@ def cifar_subset(tmp_path_factory) -> Path:
     return root
 
 
+def chromium_path():
+    """Debian's chromium (what .ci/run installs), or IMAGEREC_CHROMIUM; None when there is none."""
+    import shutil
+
+    return os.environ.get("IMAGEREC_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
 def run_cli(*arguments, timeout=600, env=None):
     """Run the real `imagerec` command in a subprocess; returns the CompletedProcess."""
     return subprocess.run([sys.executable, "-m", "imagerec", *map(str, arguments)], capture_output=True,

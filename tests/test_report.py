@@ -4,7 +4,7 @@ import re
 import numpy as np
 from PIL import Image
 
-from conftest import run_cli
+from conftest import chromium_path, run_cli
 
 FIGURES = ("confusion_counts.png", "confusion_normalised.png", "reliability.png", "mistakes.png", "samples.png")
 
@@ -45,17 +45,10 @@ def test_report_of_a_folder_that_is_not_a_run_is_a_one_line_error(tmp_path):
                                                   "(it has no metrics.json)"]
 
 
-def _chromium():
-    import os
-    import shutil
-
-    return os.environ.get("IMAGEREC_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 def test_report_page_renders_in_headless_chromium_without_errors(fast_run, cifar_subset, tmp_path):
     import pytest
 
-    if not _chromium():
+    if not chromium_path():
         pytest.skip("no chromium on PATH (Debian: apt-get install chromium; .ci/run installs it)")
     from playwright.sync_api import sync_playwright
 
@@ -64,7 +57,7 @@ def test_report_page_renders_in_headless_chromium_without_errors(fast_run, cifar
                    "--cache-dir", tmp_path / "cache").returncode == 0
     problems, requests = [], []
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=_chromium(), args=["--no-sandbox"])
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)

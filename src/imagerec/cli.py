@@ -140,11 +140,59 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(data=None)  # default: the data the run was trained on (its metrics.json)
     export.add_argument("--json", action="store_true", help="print the check's numbers as JSON")
 
-    for command in (evaluate, report, predict, export):
+    serve = commands.add_parser("serve", help="serve a model: web page, /predict and TF Serving's REST API")
+    serve.add_argument("model", help="a run directory, a .keras/.h5/.weights.h5 file or a SavedModel folder")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1, this machine only; 0.0.0.0 for everyone)")
+    serve.add_argument("--port", type=_port, default=8500, help="port (default 8500, TF Serving's gRPC/REST habit)")
+    serve.add_argument("--name", type=_model_name, default="cifar10",
+                       help="model name in /v1/models/NAME (default cifar10)")
+    _add_serve_limits(serve)
+
+    for command in (evaluate, report, predict, export, serve):
         command.add_argument("--trust-model", action="store_true",
                              help="load a model that needs arbitrary code, or an .h5/SavedModel no imagerec "
                                   "manifest vouches for (a model is code: only for authors you trust)")
     return parser
+
+
+def _add_serve_limits(parser) -> None:
+    from imagerec.serve import ServeLimits
+
+    default = ServeLimits()
+    limits = parser.add_argument_group("limits (over a limit: 413 for size, 400 for counts, 503, 504)")
+    limits.add_argument("--max-body-mb", type=_positive_float, default=default.max_body_bytes / 2**20,
+                        help=f"largest request body in MiB (default {default.max_body_bytes / 2**20:g})")
+    limits.add_argument("--max-image-pixels", type=_positive_int, default=default.max_image_pixels,
+                        help=f"largest image, width x height, checked before decoding (default {default.max_image_pixels:,})")
+    limits.add_argument("--max-images", type=_positive_int, default=default.max_images,
+                        help=f"files in one /predict upload (default {default.max_images})")
+    limits.add_argument("--max-instances", type=_positive_int, default=default.max_instances,
+                        help=f"instances in one TF Serving request (default {default.max_instances})")
+    limits.add_argument("--max-concurrent", type=_positive_int, default=default.max_concurrent,
+                        help=f"prediction requests in flight; more get 503 (default {default.max_concurrent})")
+    limits.add_argument("--timeout-s", type=_positive_float, default=default.timeout_s,
+                        help=f"deadline of one prediction; later gets 504 (default {default.timeout_s:g})")
+    limits.add_argument("--batch-window-ms", type=_positive_float, default=default.batch_window_ms,
+                        help=f"how long a batch waits for more requests (default {default.batch_window_ms:g})")
+    limits.add_argument("--max-batch-size", type=_positive_int, default=default.max_batch_size,
+                        help=f"images per model call (default {default.max_batch_size})")
+    limits.add_argument("--no-batching", action="store_true", help="run each request on its own (for comparison)")
+
+
+def _port(text: str) -> int:
+    value = _int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 1 to 65535, got {value}")
+    return value
+
+
+def _model_name(text: str) -> str:
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", text):
+        raise argparse.ArgumentTypeError(f"use letters, digits, '_', '.' and '-' (up to 64), got {text!r}")
+    return text
 
 
 def _version() -> str:
@@ -160,7 +208,7 @@ def main(argv=None) -> int:
 
     try:
         return {"train": _train, "evaluate": _evaluate, "predict": _predict, "report": _report,
-                "export": _export}[arguments.command](arguments)
+                "export": _export, "serve": _serve}[arguments.command](arguments)
     except UserError as error:
         print(f"imagerec: error: {error}", file=sys.stderr)
         return 2
@@ -390,3 +438,44 @@ def _export(arguments) -> int:
                                  version=arguments.version)
     print(json.dumps(result.as_dict(), indent=2) if arguments.json else f"imagerec: exported {export.describe(result)}")
     return 0
+
+
+def _serve(arguments) -> int:
+    from imagerec.serve import ServeLimits
+
+    _check_model_path(arguments.model)
+    limits = ServeLimits(max_body_bytes=int(arguments.max_body_mb * 2**20), max_image_pixels=arguments.max_image_pixels,
+                         max_images=arguments.max_images, max_instances=arguments.max_instances,
+                         max_concurrent=arguments.max_concurrent, timeout_s=arguments.timeout_s,
+                         batch_window_ms=arguments.batch_window_ms, max_batch_size=arguments.max_batch_size,
+                         batching=not arguments.no_batching)
+    _check_port_free(arguments.host, arguments.port)
+    _import_tensorflow_quietly()
+    from imagerec import saving, serve
+
+    classifier = saving.load_model(arguments.model, trust_model=arguments.trust_model)
+    if arguments.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"imagerec: warning: listening on {arguments.host}: anyone who can reach this machine can use the "
+              f"model (there is no authentication)", file=sys.stderr)
+    print(f"imagerec: serving {arguments.model} ({classifier.format}, {len(classifier.class_names)} classes) as "
+          f"'{arguments.name}' on http://{arguments.host}:{arguments.port}/", flush=True)
+    serve.serve(classifier, arguments.host, arguments.port, arguments.name, limits)
+    return 0
+
+
+def _check_port_free(host: str, port: int) -> None:
+    import socket
+
+    from imagerec.errors import UserError
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as error:
+        raise UserError(f"cannot listen on {host}: {error.strerror}") from None
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            raise UserError(f"cannot listen on {host}:{port}: {error.strerror}") from None

@@ -71,21 +71,28 @@ class ImageDecodeError(UserError):
     """A file that is not a readable image."""
 
 
+class ImageTooLargeError(ImageDecodeError):
+    """An image whose header declares more pixels than the caller allows (checked before decoding)."""
+
+
 def default_cache_dir() -> Path:
     return Path(os.environ.get("IMAGEREC_CACHE", Path.home() / ".cache" / "imagerec"))
 
 
-def decode_image(source, image_size=(32, 32)) -> np.ndarray:
+def decode_image(source, image_size=(32, 32), max_pixels: int | None = None) -> np.ndarray:
     """Decode a path, bytes or file object into a uint8 RGB array of shape (height, width, 3).
 
     Grayscale, palette, CMYK, 16-bit and transparent images become RGB (transparency over white);
     EXIF rotation is applied; any size is resized to `image_size` (height, width).
-    Raises ImageDecodeError for anything Pillow cannot fully decode (truncated, not an image, too large).
+    Raises ImageTooLargeError when the header declares more than `max_pixels` (default: Pillow's
+    decompression-bomb limit), before any pixel is decoded, and ImageDecodeError for anything Pillow cannot
+    fully decode (truncated, not an image).
     """
     if isinstance(source, bytes):
         source = io.BytesIO(source)
     try:
-        with Image.open(source) as image:
+        with Image.open(source) as image:  # opening reads the header only (and warns above ~89 Mpixels)
+            _check_pixel_count(image, max_pixels)
             image.load()
             image = ImageOps.exif_transpose(image)
             rgb = _to_rgb(image)
@@ -93,9 +100,19 @@ def decode_image(source, image_size=(32, 32)) -> np.ndarray:
             if rgb.size != (width, height):
                 rgb = rgb.resize((width, height), Image.Resampling.BILINEAR)
             return np.asarray(rgb, dtype=np.uint8)
-    # Untrusted files fail in many ways (OSError, SyntaxError, DecompressionBombError, struct.error...).
+    except ImageTooLargeError:
+        raise
+    except Image.DecompressionBombError as error:  # over twice Pillow's own limit, refused at open
+        raise ImageTooLargeError(_describe_decode_error(error)) from error
+    # Untrusted files fail in many ways (OSError, SyntaxError, struct.error...).
     except Exception as error:  # noqa: BLE001
         raise ImageDecodeError(_describe_decode_error(error)) from error
+
+
+def _check_pixel_count(image, max_pixels) -> None:
+    if max_pixels is not None and image.width * image.height > max_pixels:
+        raise ImageTooLargeError(f"image is {image.width}x{image.height} = {image.width * image.height:,} pixels, "
+                                 f"over the limit of {max_pixels:,}")
 
 
 def _describe_decode_error(error: Exception) -> str:

@@ -1,0 +1,459 @@
+"""A prediction service for a loaded model: a web page, a JSON API and TensorFlow Serving's REST API.
+
+Routes (every error is JSON `{"error": "..."}`, with TensorFlow Serving's status codes):
+  GET  /                                    page: drop or choose images, see each one's top-5 labels
+  POST /predict?top_k=5                     multipart upload of one or more images (any format, any size)
+  GET  /v1/models/NAME[/versions/1]         TF Serving model status
+  GET  /v1/models/NAME[/versions/1]/metadata  TF Serving signature (input shape, dtype) plus class names
+  POST /v1/models/NAME[/versions/1]:predict   {"instances": [...]} or {"inputs": [...]}: H x W x 3 pixel
+                                            arrays (0-255) or {"b64": "<image file, base64>"}
+  GET  /healthz
+
+The model runs on one dedicated thread, never on the event loop; requests that arrive while it is busy (or
+within a short window) are concatenated into one batch, so throughput grows with load (`Batcher`). Limits
+(`ServeLimits`) guard memory and time: the body size is enforced on the bytes actually received (a chunked
+body has no Content-Length), image dimensions are checked from the header before any pixel is decoded, and a
+request over the concurrency cap or past its deadline gets 503 or 504 instead of queueing forever.
+"""
+
+import asyncio
+import base64
+import binascii
+import concurrent.futures
+import dataclasses
+import json
+import logging
+import secrets
+from pathlib import Path
+
+import numpy as np
+
+from imagerec import data
+from imagerec.errors import UserError
+
+LOGGER = logging.getLogger("imagerec.serve")
+PAGE_FILE = Path(__file__).with_name("serve_page.html")
+
+
+@dataclasses.dataclass(frozen=True)
+class ServeLimits:
+    """What one request may ask of the server; every number is configurable from `imagerec serve`."""
+
+    max_body_bytes: int = 16 * 1024 * 1024  # whole request body, as received → 413
+    max_image_pixels: int = 40_000_000  # width x height of one image, read from its header → 413
+    max_images: int = 32  # files in one multipart upload → 400
+    max_instances: int = 256  # instances in one TF Serving request → 400
+    max_concurrent: int = 64  # prediction requests in flight at once; one more → 503
+    timeout_s: float = 30.0  # deadline for decoding + queueing + inference → 504
+    batch_window_ms: float = 2.0  # how long the batcher waits for more requests to join a batch
+    max_batch_size: int = 256  # images per model call (a batch closes when it reaches this)
+    batching: bool = True  # False: each request its own model call (for comparison)
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if not isinstance(value, bool) and not value > 0:
+                raise UserError(f"serve limit {field.name} must be positive, got {value}")
+
+
+class RequestError(Exception):
+    """A request the server refuses: becomes `{"error": message}` with `status`."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+# ---------------------------------------------------------------- batching
+
+class Batcher:
+    """Queue of pending image batches, run through `predict` on one worker thread, merged when possible.
+
+    Hand-written because neither FastAPI nor Keras batches concurrent requests (TF Serving's batcher is C++
+    inside its own server). `predict` maps float32 (N, H, W, C) to (N, K); each caller gets its own rows back.
+    """
+
+    def __init__(self, predict, max_batch_size: int, window_s: float, batching: bool = True):
+        self._predict = predict
+        self._max_batch_size = max_batch_size
+        self._window_s = window_s
+        self._batching = batching
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="imagerec-model")
+        self._loop = self._queue = self._worker = None
+        self.batch_sizes = []  # images per model call, for tests and benchmarks (last 1,000)
+
+    async def predict(self, images: np.ndarray) -> np.ndarray:
+        self._start_on_this_loop()
+        future = asyncio.get_running_loop().create_future()
+        await self._queue.put((images, future))
+        return await future
+
+    def _start_on_this_loop(self) -> None:
+        # Test clients may run each request on a new event loop; a queue belongs to one loop.
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._loop, self._queue = loop, asyncio.Queue()
+            self._worker = loop.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            pending = [await self._queue.get()]
+            if self._batching:
+                await self._gather_more(pending)
+            pending = [(images, future) for images, future in pending if not future.done()]  # timed out
+            if pending:
+                await self._run_batch(pending)
+
+    async def _gather_more(self, pending: list) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._window_s
+        count = len(pending[0][0])
+        while count < self._max_batch_size:
+            try:
+                item = self._queue.get_nowait()  # arrived while the model was busy: no waiting needed
+            except asyncio.QueueEmpty:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return
+                try:
+                    item = await asyncio.wait_for(self._queue.get(), remaining)
+                except asyncio.TimeoutError:
+                    return
+            pending.append(item)
+            count += len(item[0])
+
+    async def _run_batch(self, pending: list) -> None:
+        batch = np.concatenate([images for images, _ in pending])
+        self.batch_sizes = [*self.batch_sizes[-999:], len(batch)]
+        try:
+            outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._predict, batch)
+        except Exception as error:  # noqa: BLE001 - handed to each waiting request, which answers 500
+            for _, future in pending:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        start = 0
+        for images, future in pending:
+            if not future.done():
+                future.set_result(outputs[start:start + len(images)])
+            start += len(images)
+
+
+# ---------------------------------------------------------------- input parsing (no web framework here)
+
+def decode_upload(content: bytes, name: str, image_size, max_pixels: int) -> np.ndarray:
+    """An uploaded image file → uint8 (H, W, 3); RequestError 413 over the pixel limit, 400 if unreadable."""
+    if not content:
+        raise RequestError(400, f"{name}: empty file")
+    try:
+        return data.decode_image(content, image_size, max_pixels=max_pixels)
+    except data.ImageTooLargeError as error:
+        raise RequestError(413, f"{name}: {error}") from None
+    except data.ImageDecodeError as error:
+        raise RequestError(400, f"{name}: {error}") from None
+
+
+def parse_json_body(body: bytes):
+    """JSON → Python; RequestError 400 for anything that is not valid JSON (including absurd nesting)."""
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise RequestError(400, "JSON Parse error: nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as error:
+        raise RequestError(400, f"JSON Parse error: {str(error)[:200]}") from None
+
+
+def instances_to_batch(request: dict, input_name: str, input_shape, limits: ServeLimits):
+    """A TF Serving predict body → (float32 (N, H, W, C) batch, "predictions" or "outputs").
+
+    Accepts the row format {"instances": [...]} and the columnar {"inputs": [...]}; each instance is an
+    H x W x 3 array of numbers in 0-255, {"b64": base64 image file} (any size; resized), or either of them
+    under the model's input name ({input_name: ...}).
+    """
+    if not isinstance(request, dict):
+        raise RequestError(400, 'the body must be a JSON object with "instances" or "inputs"')
+    signature = request.get("signature_name", "serving_default")
+    if signature != "serving_default":
+        raise RequestError(400, f"Serving signature name: \"{signature}\" not found in signature def")
+    if ("instances" in request) == ("inputs" in request):
+        raise RequestError(400, 'the body must have exactly one of "instances" or "inputs"')
+    key = "instances" if "instances" in request else "inputs"
+    instances = request[key]
+    if isinstance(instances, dict) and key == "inputs":
+        instances = _unwrap_named(instances, input_name)
+    if not isinstance(instances, list):
+        raise RequestError(400, f'"{key}" must be a list of images')
+    if not instances:
+        raise RequestError(400, f'"{key}" is empty')
+    if len(instances) > limits.max_instances:
+        raise RequestError(400, f'"{key}" has {len(instances)} images; the limit is {limits.max_instances}')
+    images = [_instance_to_image(_unwrap_named(item, input_name), index, input_shape, limits)
+              for index, item in enumerate(instances)]
+    return np.stack(images).astype(np.float32), ("predictions" if key == "instances" else "outputs")
+
+
+def _unwrap_named(item, input_name: str):
+    if isinstance(item, dict) and "b64" not in item:
+        if set(item) != {input_name}:
+            raise RequestError(400, f"unknown input(s) {sorted(item)[:5]}; this model has one input, "
+                                    f"\"{input_name}\"")
+        return item[input_name]
+    return item
+
+
+def _instance_to_image(item, index: int, input_shape, limits: ServeLimits) -> np.ndarray:
+    if isinstance(item, dict):
+        if set(item) != {"b64"} or not isinstance(item["b64"], str):
+            raise RequestError(400, f'instance {index}: expected {{"b64": "<base64 image>"}}')
+        try:
+            content = base64.b64decode(item["b64"], validate=True)
+        except (binascii.Error, ValueError):
+            raise RequestError(400, f"instance {index}: b64 is not valid base64") from None
+        return decode_upload(content, f"instance {index}", input_shape[:2], limits.max_image_pixels)
+    try:
+        pixels = np.asarray(item)
+    except (ValueError, TypeError):  # ragged nesting, or deeper than numpy's 64 dimensions
+        raise RequestError(400, f"instance {index}: not a rectangular array of numbers") from None
+    if pixels.dtype.kind not in "iuf":
+        raise RequestError(400, f"instance {index}: pixels must be numbers (got {_describe_dtype(pixels)})")
+    if pixels.shape != tuple(input_shape):
+        raise RequestError(400, f"instance {index}: shape {list(pixels.shape)} does not match the model's input "
+                                f"{list(input_shape)} (height, width, channels)")
+    pixels = pixels.astype(np.float64)
+    if not np.isfinite(pixels).all():
+        raise RequestError(400, f"instance {index}: pixels must be finite (NaN or Infinity found)")
+    if pixels.min() < 0 or pixels.max() > 255:
+        raise RequestError(400, f"instance {index}: pixels must be in 0-255")
+    return pixels.astype(np.float32)
+
+
+def _describe_dtype(array: np.ndarray) -> str:
+    return {"b": "booleans", "U": "strings", "S": "strings", "O": "mixed values"}.get(array.dtype.kind,
+                                                                                     str(array.dtype))
+
+
+def top_k_labels(probabilities: np.ndarray, class_names, top_k: int) -> list:
+    order = np.argsort(-probabilities)[:top_k]
+    return [{"label": class_names[index], "probability": float(probabilities[index])} for index in order]
+
+
+# ---------------------------------------------------------------- TF Serving's status and metadata documents
+
+def model_status(version: str = "1") -> dict:
+    return {"model_version_status": [{"version": version, "state": "AVAILABLE",
+                                      "status": {"error_code": "OK", "error_message": ""}}]}
+
+
+def model_metadata(name: str, classifier, input_name: str, version: str = "1") -> dict:
+    def tensor(dims):
+        return {"dtype": "DT_FLOAT", "tensor_shape": {"dim": [{"size": str(size), "name": ""} for size in dims],
+                                                      "unknown_rank": False}}
+
+    signature = {"inputs": {input_name: {**tensor([-1, *classifier.input_shape]),
+                                         "name": f"serving_default_{input_name}:0"}},
+                 "outputs": {"output_0": {**tensor([-1, len(classifier.class_names)]),
+                                          "name": "StatefulPartitionedCall:0"}},
+                 "method_name": "tensorflow/serving/predict"}
+    return {"model_spec": {"name": name, "signature_name": "", "version": version},
+            "metadata": {"signature_def": {"signature_def": {"serving_default": signature}}},
+            "class_names": list(classifier.class_names)}  # not in TF Serving: what each output means
+
+
+# ---------------------------------------------------------------- the ASGI guard and the app
+
+class RequestGuard:
+    """ASGI middleware: the concurrency cap (503) and the body limit (413), before any route runs.
+
+    Starlette has no global body limit, and a chunked upload has no Content-Length to check, so the body is
+    read here, counted as it arrives, and replayed to the app only when it fits.
+    """
+
+    def __init__(self, app, limits: ServeLimits):
+        self.app = app
+        self.limits = limits
+        self.in_flight = 0
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            return await self.app(scope, receive, send)
+        if self.in_flight >= self.limits.max_concurrent:
+            return await _send_error(send, 503, f"over {self.limits.max_concurrent} requests in flight; retry later")
+        self.in_flight += 1
+        try:
+            body = await self._read_body(scope, receive, send)
+            if body is not None:
+                await self.app(scope, _replay(body), send)
+        finally:
+            self.in_flight -= 1
+
+    async def _read_body(self, scope, receive, send):
+        limit = self.limits.max_body_bytes
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await _send_error(send, 413, f"request body over the limit of {limit} bytes")
+            return None
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            size += len(message.get("body", b""))
+            if size > limit:
+                await _send_error(send, 413, f"request body over the limit of {limit} bytes")
+                return None
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+
+def _replay(body: bytes):
+    sent = False
+
+    async def receive():
+        nonlocal sent
+        if sent:
+            await asyncio.Event().wait()  # like a real client that sent everything: no more messages
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
+async def _send_error(send, status: int, message: str) -> None:
+    body = json.dumps({"error": message}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(classifier, name: str = "cifar10", limits: ServeLimits | None = None):
+    """The FastAPI app serving `classifier` (an imagerec Classifier) as model `name`."""
+    from fastapi import FastAPI, Request
+    from fastapi.concurrency import run_in_threadpool
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import HTMLResponse, JSONResponse
+    from starlette.exceptions import HTTPException
+
+    limits = limits or ServeLimits()
+    batcher = Batcher(classifier.predict_proba, limits.max_batch_size, limits.batch_window_ms / 1000, limits.batching)
+    input_name = "image"
+    app = FastAPI(title=f"imagerec: {name}", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.batcher = batcher
+    app.add_middleware(RequestGuard, limits=limits)
+
+    async def infer(images: np.ndarray) -> np.ndarray:
+        try:
+            return await asyncio.wait_for(batcher.predict(images), limits.timeout_s)
+        except asyncio.TimeoutError:
+            raise RequestError(504, f"inference did not finish within {limits.timeout_s:g} s") from None
+
+    def check_model(model_name: str, version: str | None = None) -> str:
+        if model_name != name or version not in (None, "1"):
+            raise RequestError(404, f"Servable not found for request: "
+                                    f"{'Latest' if version is None else 'Specific'}({model_name}"
+                                    f"{'' if version is None else ', ' + version})")
+        return version or "1"
+
+    @app.exception_handler(RequestError)
+    async def request_error(request, error: RequestError):
+        return JSONResponse({"error": error.message}, status_code=error.status)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request, error: HTTPException):
+        message = {404: f"no route {request.url.path}", 405: f"method {request.method} not allowed here"}.get(
+            error.status_code, str(error.detail))
+        return JSONResponse({"error": message}, status_code=error.status_code, headers=error.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request, error: RequestValidationError):
+        return JSONResponse({"error": "invalid request parameters"}, status_code=400)
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request, error: Exception):
+        LOGGER.exception("unexpected error serving %s", request.url.path)
+        return JSONResponse({"error": "internal error (logged on the server)"}, status_code=500)
+
+    @app.get("/", response_class=HTMLResponse)
+    async def page():
+        nonce = secrets.token_urlsafe(16)
+        html = PAGE_FILE.read_text(encoding="utf-8").replace("{{NONCE}}", nonce).replace("{{MODEL}}", _html(name))
+        return HTMLResponse(html, headers={"Content-Security-Policy": (
+            f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; img-src blob:; "
+            "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")})
+
+    @app.get("/healthz")
+    async def healthz():
+        return {"status": "ok", "model": name}
+
+    @app.post("/predict")
+    async def predict(request: Request):
+        top_k = _top_k(request.query_params.get("top_k", "5"), len(classifier.class_names))
+        form = await request.form(max_files=limits.max_images, max_fields=limits.max_images)
+        uploads = [(key, value) for key, value in form.multi_items() if not isinstance(value, str)]
+        if not uploads:
+            raise RequestError(400, "no image in the request: POST multipart/form-data with one or more files")
+        contents = [(upload.filename or key, await upload.read()) for key, upload in uploads]
+        images = await run_in_threadpool(lambda: np.stack([
+            decode_upload(content, filename, classifier.input_shape[:2], limits.max_image_pixels)
+            for filename, content in contents]))
+        probabilities = await infer(images.astype(np.float32))
+        return {"model": name, "predictions": [
+            {"filename": filename, "top": top_k_labels(row, classifier.class_names, top_k)}
+            for (filename, _), row in zip(contents, probabilities)]}
+
+    async def tf_predict(request: Request, model_name: str, version: str | None = None):
+        check_model(model_name, version)
+        body = parse_json_body(await request.body())
+        batch, key = await run_in_threadpool(instances_to_batch, body, input_name, classifier.input_shape, limits)
+        probabilities = await infer(batch)
+        return {key: probabilities.tolist()}
+
+    def check_get(model_name: str, version: str | None) -> str:
+        if ":" in (version or model_name):  # GET /v1/models/NAME:predict: the route exists for POST only
+            raise RequestError(405, f"method GET not allowed here: {(version or model_name).split(':')[-1]} "
+                                    f"takes POST")
+        return check_model(model_name, version)
+
+    async def tf_status(model_name: str, version: str | None = None):
+        return model_status(check_get(model_name, version))
+
+    async def tf_metadata(model_name: str, version: str | None = None):
+        return model_metadata(name, classifier, input_name, check_get(model_name, version))
+
+    app.post("/v1/models/{model_name}:predict")(tf_predict)
+    app.post("/v1/models/{model_name}/versions/{version}:predict")(tf_predict)
+    app.get("/v1/models/{model_name}")(tf_status)
+    app.get("/v1/models/{model_name}/versions/{version}")(tf_status)
+    app.get("/v1/models/{model_name}/metadata")(tf_metadata)
+    app.get("/v1/models/{model_name}/versions/{version}/metadata")(tf_metadata)
+    return app
+
+
+def _top_k(text: str, num_classes: int) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= num_classes:
+        raise RequestError(400, f"top_k must be a whole number from 1 to {num_classes}, got {text[:20]!r}")
+    return int(text)
+
+
+def _html(text: str) -> str:
+    import html
+
+    return html.escape(text, quote=True)
+
+
+def serve(classifier, host: str = "127.0.0.1", port: int = 8500, name: str = "cifar10",
+          limits: ServeLimits | None = None) -> None:
+    """Run the service until interrupted (uvicorn, one process; the model on its own thread)."""
+    import uvicorn
+
+    app = create_app(classifier, name, limits)
+    warm_up(classifier)
+    uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
+
+
+def warm_up(classifier) -> None:
+    """Run the model once so the first request does not pay for graph tracing."""
+    classifier.predict_proba(np.zeros((1, *classifier.input_shape), np.uint8))
+

@@ -1,0 +1,364 @@
+"""The prediction service: every route, every bad input and its status, batching, and a real server + browser.
+
+API tests drive the ASGI app in-process through httpx (no sockets); one test starts `imagerec serve` and
+drives its page in headless Chromium.
+"""
+
+import asyncio
+import base64
+import io
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imagerec import data, saving
+from imagerec.serve import ServeLimits, create_app
+
+from conftest import chromium_path, run_cli
+
+httpx = pytest.importorskip("httpx")
+
+
+@pytest.fixture(scope="module")
+def classifier(fast_run):
+    return saving.load_model(fast_run)
+
+
+@pytest.fixture(scope="module")
+def app(classifier):
+    return create_app(classifier, "cifar10")
+
+
+@pytest.fixture(scope="module")
+def subset(cifar_subset):
+    return data.load_dataset(str(cifar_subset), progress=False)
+
+
+def request(app, method, url, **options):
+    return asyncio.run(_requests(app, [(method, url, options)]))[0]
+
+
+async def _requests(app, calls):
+    """Send (method, url, options) calls concurrently to the in-process app; responses in order."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://imagerec.test", timeout=60) as client:
+        return await asyncio.gather(*(client.request(method, url, **options) for method, url, options in calls))
+
+
+def png_bytes(pixels) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(pixels, np.uint8)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def instances_request(images) -> dict:
+    return {"json": {"instances": np.asarray(images).tolist()}}
+
+
+def assert_error(response, status, fragment=""):
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"} and fragment in body["error"], body
+    assert "Traceback" not in response.text
+
+
+# ---------------------------------------------------------------- routes that work
+
+def test_health_status_and_metadata(app, classifier):
+    assert request(app, "GET", "/healthz").json() == {"status": "ok", "model": "cifar10"}
+    for path in ("/v1/models/cifar10", "/v1/models/cifar10/versions/1"):
+        status = request(app, "GET", path).json()["model_version_status"][0]
+        assert status["state"] == "AVAILABLE" and status["status"]["error_code"] == "OK"
+    metadata = request(app, "GET", "/v1/models/cifar10/metadata").json()
+    signature = metadata["metadata"]["signature_def"]["signature_def"]["serving_default"]
+    (spec,) = signature["inputs"].values()
+    assert [dim["size"] for dim in spec["tensor_shape"]["dim"]] == ["-1", "32", "32", "3"]
+    assert spec["dtype"] == "DT_FLOAT" and metadata["class_names"] == list(classifier.class_names)
+
+
+def test_page_is_self_contained(app):
+    response = request(app, "GET", "/")
+    assert response.status_code == 200 and "<input" in response.text
+    assert "src=\"http" not in response.text and "@import" not in response.text
+    assert "default-src 'none'" in response.headers["content-security-policy"]
+
+
+def test_predict_upload_gives_the_labels_the_cli_gives(app, classifier, cifar_subset, tmp_path):
+    jpeg = next((cifar_subset / "test" / "cat").iterdir())
+    large = tmp_path / "large.png"
+    Image.open(jpeg).resize((120, 90)).save(large)  # any size: resized like `imagerec predict` does
+    files = [("file", ("cat.jpg", jpeg.read_bytes(), "image/jpeg")), ("file", ("large.png", large.read_bytes()))]
+    response = request(app, "POST", "/predict?top_k=3", files=files)
+    assert response.status_code == 200, response.text
+    predictions = response.json()["predictions"]
+    expected, _ = saving_predict(classifier, [jpeg, large])
+    assert [item["filename"] for item in predictions] == ["cat.jpg", "large.png"]
+    for got, want in zip(predictions, expected):
+        assert [top["label"] for top in got["top"]] == [top["label"] for top in want["top"]][:3]
+        np.testing.assert_allclose([top["probability"] for top in got["top"]],
+                                   [top["probability"] for top in want["top"]][:3], atol=1e-6)
+
+
+def saving_predict(classifier, paths):
+    from imagerec import evaluate
+
+    return evaluate.predict_files(classifier, paths, top_k=5)
+
+
+def test_tf_serving_predict_accepts_arrays_b64_named_and_columnar(app, classifier, subset):
+    images = subset.x_test[:3]
+    expected = classifier.predict_proba(images)
+    encoded = [{"b64": base64.b64encode(png_bytes(image)).decode()} for image in images]
+    bodies = {
+        "predictions": [{"instances": images.tolist()}, {"instances": encoded},
+                        {"instances": [{"image": image.tolist()} for image in images]},
+                        {"instances": [{"image": item} for item in encoded], "signature_name": "serving_default"}],
+        "outputs": [{"inputs": images.tolist()}, {"inputs": {"image": images.tolist()}}],
+    }
+    for key, variants in bodies.items():
+        for body in variants:
+            response = request(app, "POST", "/v1/models/cifar10:predict", json=body)
+            assert response.status_code == 200, response.text
+            np.testing.assert_allclose(response.json()[key], expected, atol=1e-6)
+    versioned = request(app, "POST", "/v1/models/cifar10/versions/1:predict", **instances_request(images))
+    np.testing.assert_allclose(versioned.json()["predictions"], expected, atol=1e-6)
+
+
+def test_fifty_concurrent_requests_give_the_sequential_results_in_batches(classifier, subset):
+    app = create_app(classifier, "cifar10", ServeLimits(batch_window_ms=20))
+    calls = [("POST", "/v1/models/cifar10:predict", instances_request(subset.x_test[index:index + 1]))
+             for index in range(50)]
+    one_at_a_time = [asyncio.run(_requests(app, [call]))[0].json()["predictions"][0] for call in calls]
+    concurrent = [response.json()["predictions"][0] for response in asyncio.run(_requests(app, calls))]
+    # Same labels; probabilities equal up to float32 summation order, which depends on the batch size.
+    assert np.array_equal(np.argmax(concurrent, 1), np.argmax(one_at_a_time, 1))
+    np.testing.assert_allclose(concurrent, one_at_a_time, atol=1e-6)
+    assert max(app.state.batcher.batch_sizes[-50:]) > 1  # requests really were merged into batches
+
+
+# ---------------------------------------------------------------- bad input: status, JSON error, server stays up
+
+def _bomb_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", (12_000, 12_000)).save(buffer, "PNG")  # 144 Mpixels of zeros in ~140 kB
+    return buffer.getvalue()
+
+
+async def _chunks(total: int):
+    for _ in range(total // 65536):
+        yield b"\0" * 65536
+
+
+def _deep_json(depth: int) -> bytes:
+    return b'{"instances": ' + b"[" * depth + b"]" * depth + b"}"
+
+
+PIXEL = np.full((32, 32, 3), 128).tolist()
+BAD_REQUESTS = {
+    "body over the limit": ("POST", "/predict", {"content": b"\0" * (2 * 2**20 + 1)}, 413, "over the limit"),
+    "chunked body over the limit": ("POST", "/v1/models/cifar10:predict", {"content": "chunks"}, 413, "over the limit"),
+    "decompression bomb": ("POST", "/predict", {"files": {"file": ("bomb.png", "bomb")}}, 413, "pixels"),
+    "not an image": ("POST", "/predict", {"files": {"file": ("notes.jpg", b"hello, not a jpeg")}}, 400, "not an image"),
+    "truncated image": ("POST", "/predict", {"files": {"file": ("cut.png", "truncated")}}, 400, "cut.png"),
+    "empty file": ("POST", "/predict", {"files": {"file": ("empty.png", b"")}}, 400, "empty"),
+    "no file": ("POST", "/predict", {"data": {"note": "hi"}}, 400, "no image"),
+    "too many files": ("POST", "/predict", {"files": [("file", (f"{i}.png", b"x")) for i in range(5)]}, 400, "files"),
+    "nonsense top_k": ("POST", "/predict?top_k=eleven", {"files": {"file": ("a.png", "valid")}}, 400, "top_k"),
+    "wrong json": ("POST", "/v1/models/cifar10:predict", {"content": b'{"instances": [1, 2'}, 400, "JSON"),
+    "json not an object": ("POST", "/v1/models/cifar10:predict", {"json": [1, 2]}, 400, "JSON object"),
+    "deeply nested json": ("POST", "/v1/models/cifar10:predict", {"content": _deep_json(100_000)}, 400, "JSON"),
+    "numpy-deep nesting": ("POST", "/v1/models/cifar10:predict", {"content": _deep_json(200)}, 400, "instance 0"),
+    "no instances key": ("POST", "/v1/models/cifar10:predict", {"json": {"images": []}}, 400, "instances"),
+    "empty batch": ("POST", "/v1/models/cifar10:predict", {"json": {"instances": []}}, 400, "empty"),
+    "too many instances": ("POST", "/v1/models/cifar10:predict", {"json": {"instances": [PIXEL] * 9}}, 400, "limit"),
+    "wrong shape": ("POST", "/v1/models/cifar10:predict", {"json": {"instances": [[[1, 2, 3]]]}}, 400, "shape"),
+    "ragged array": ("POST", "/v1/models/cifar10:predict", {"json": {"instances": [[[1], [1, 2]]]}}, 400, "rectangular"),
+    "strings": ("POST", "/v1/models/cifar10:predict",
+                {"json": {"instances": [np.full((32, 32, 3), "7").tolist()]}}, 400, "numbers"),
+    "NaN": ("POST", "/v1/models/cifar10:predict",
+            {"content": json.dumps({"instances": [np.full((32, 32, 3), np.nan).tolist()]}).encode()}, 400, "finite"),
+    "out of range": ("POST", "/v1/models/cifar10:predict",
+                     {"json": {"instances": [np.full((32, 32, 3), 300).tolist()]}}, 400, "0-255"),
+    "bad base64": ("POST", "/v1/models/cifar10:predict", {"json": {"instances": [{"b64": "***"}]}}, 400, "base64"),
+    "unknown input name": ("POST", "/v1/models/cifar10:predict", {"json": {"instances": [{"x": PIXEL}]}}, 400, "input"),
+    "unknown signature": ("POST", "/v1/models/cifar10:predict",
+                          {"json": {"instances": [PIXEL], "signature_name": "train"}}, 400, "signature"),
+    "unknown model": ("POST", "/v1/models/mnist:predict", {"json": {"instances": [PIXEL]}}, 404, "Servable not found"),
+    "unknown version": ("GET", "/v1/models/cifar10/versions/7", {}, 404, "Servable not found"),
+    "unknown route": ("GET", "/admin", {}, 404, "no route"),
+    "wrong method on predict": ("GET", "/v1/models/cifar10:predict", {}, 405, "POST"),
+    "wrong method on health": ("DELETE", "/healthz", {}, 405, "not allowed"),
+}
+
+
+def _materialise(options: dict, subset) -> dict:
+    """Fill in the bodies that are built at test time (big or derived from real images)."""
+    options = dict(options)
+    if options.get("content") == "chunks":
+        options["content"] = _chunks(3 * 2**20)  # an async generator: sent chunked, no Content-Length
+    if "files" in options and isinstance(options["files"], dict):
+        name, content = options["files"]["file"]
+        content = {"bomb": _bomb_png, "valid": lambda: png_bytes(subset.x_test[0]),
+                   "truncated": lambda: png_bytes(subset.x_test[0])[:200]}.get(content, lambda: content)()
+        options["files"] = {"file": (name, content)}
+    return options
+
+
+@pytest.mark.parametrize("case", BAD_REQUESTS, ids=list(BAD_REQUESTS))
+def test_bad_request_gets_its_status_and_a_json_error(case, classifier, subset):
+    limits = ServeLimits(max_body_bytes=2 * 2**20, max_images=4, max_instances=8)
+    app = create_app(classifier, "cifar10", limits)
+    method, url, options, status, fragment = BAD_REQUESTS[case]
+    assert_error(request(app, method, url, **_materialise(options, subset)), status, fragment)
+    # ...and the server is still up and still right.
+    good = request(app, "POST", "/v1/models/cifar10:predict", **instances_request(subset.x_test[:1]))
+    np.testing.assert_allclose(good.json()["predictions"], classifier.predict_proba(subset.x_test[:1]), atol=1e-6)
+
+
+def test_image_over_the_pixel_limit_is_refused_before_decoding(classifier, subset):
+    app = create_app(classifier, "cifar10", ServeLimits(max_image_pixels=64 * 64))
+    big = png_bytes(np.zeros((65, 64, 3)))
+    assert_error(request(app, "POST", "/predict", files={"file": ("big.png", big)}), 413, "over the limit of 4,096")
+    encoded = {"instances": [{"b64": base64.b64encode(big).decode()}]}
+    assert_error(request(app, "POST", "/v1/models/cifar10:predict", json=encoded), 413, "pixels")
+    assert request(app, "POST", "/predict", files={"file": ("ok.png", png_bytes(np.zeros((64, 64, 3))))}).status_code == 200
+
+
+def test_over_the_concurrency_cap_is_503(classifier, subset):
+    app = create_app(classifier, "cifar10", ServeLimits(max_concurrent=1, batch_window_ms=500))
+    body = instances_request(subset.x_test[:1])
+
+    async def two_requests():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://imagerec.test", timeout=60) as client:
+            first = asyncio.create_task(client.post("/v1/models/cifar10:predict", **body))
+            await asyncio.sleep(0.2)  # the first is now waiting in the batcher's window
+            second = await client.post("/v1/models/cifar10:predict", **body)
+            return await first, second
+
+    first, second = asyncio.run(two_requests())
+    assert first.status_code == 200
+    assert_error(second, 503, "in flight")
+
+
+def test_inference_past_its_deadline_is_504(classifier, subset):
+    app = create_app(classifier, "cifar10", ServeLimits(timeout_s=0.05, batch_window_ms=1000))
+    assert_error(request(app, "POST", "/v1/models/cifar10:predict", **instances_request(subset.x_test[:1])), 504,
+                 "did not finish")
+    assert request(app, "GET", "/healthz").status_code == 200
+
+
+# ---------------------------------------------------------------- the real server and a real browser
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def live_server(fast_run):
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "imagerec", "serve", str(fast_run), "--port", str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            try:
+                with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if server.poll() is not None:
+                    pytest.fail(f"imagerec serve exited: {server.stdout.read()[-2000:]}")
+                time.sleep(0.5)
+        else:
+            pytest.fail("imagerec serve did not answer /healthz within 120 s")
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _post_json(url, body: bytes):
+    call = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(call, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def _declare_a_huge_body(url) -> bytes:
+    """Announce a 1 GB body and send none of it: the answer must come from the headers alone."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(b"POST /v1/models/cifar10:predict HTTP/1.1\r\nHost: x\r\n"
+                           b"Content-Type: application/json\r\nContent-Length: 1000000000\r\n\r\n")
+        return connection.recv(4096)
+
+
+def test_real_server_answers_tf_serving_clients_and_survives_bad_input(live_server, classifier, subset):
+    body = json.dumps({"instances": subset.x_test[:2].tolist()}).encode()
+    status, answer = _post_json(f"{live_server}/v1/models/cifar10:predict", body)
+    assert status == 200
+    np.testing.assert_allclose(answer["predictions"], classifier.predict_proba(subset.x_test[:2]), atol=1e-6)
+    assert _post_json(f"{live_server}/v1/models/cifar10:predict", b"[" * 50_000)[0] == 400
+    assert _declare_a_huge_body(live_server).startswith(b"HTTP/1.1 413")
+    assert _post_json(f"{live_server}/v1/models/cifar10:predict", body) == (status, answer)
+
+
+def test_page_labels_a_chosen_and_a_dropped_image_in_headless_chromium(live_server, cifar_subset, classifier):
+    if not chromium_path():
+        pytest.skip("no chromium on PATH (Debian: apt-get install chromium; .ci/run installs it)")
+    from playwright.sync_api import expect, sync_playwright
+
+    photo = next((cifar_subset / "test" / "ship").iterdir())
+    problems, requests = [], []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+            page.on("pageerror", lambda error: problems.append(str(error)))
+            page.on("request", lambda sent: requests.append(sent.url))
+            page.goto(live_server + "/")
+            page.set_input_files("#files", str(photo))
+            page.wait_for_selector(".card .row .label", timeout=30_000)
+            page.evaluate("""(bytes) => {
+                const transfer = new DataTransfer();
+                transfer.items.add(new File([new Uint8Array(bytes)], "dropped.jpg", {type: "image/jpeg"}));
+                document.getElementById("drop").dispatchEvent(new DragEvent("drop", {dataTransfer: transfer}));
+            }""", list(photo.read_bytes()))
+            expect(page.locator(".card .row")).to_have_count(10, timeout=30_000)  # the page's CSP forbids eval
+            cards = page.evaluate("""Array.from(document.querySelectorAll('.card')).map(card => ({
+                name: card.querySelector('.name').textContent,
+                labels: Array.from(card.querySelectorAll('.label')).map(label => label.textContent),
+                imageWidth: card.querySelector('img').naturalWidth}))""")
+        finally:
+            browser.close()
+    assert problems == []
+    assert all(url.startswith(live_server) or url.startswith("blob:") for url in requests)  # nothing external
+    assert sorted(card["name"] for card in cards) == sorted(["dropped.jpg", photo.name])
+    expected = saving_predict(classifier, [photo])[0][0]["top"][0]["label"]
+    for card in cards:
+        assert len(card["labels"]) == 5 and card["labels"][0] == expected and card["imageWidth"] == 32
+
+
+def test_serve_command_refuses_a_busy_port_and_bad_options(fast_run):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        result = run_cli("serve", fast_run, "--port", busy.getsockname()[1])
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0 and "cannot listen" in result.stderr
+    for option in (["--port", "70000"], ["--name", "../x"], ["--timeout-s", "-1"]):
+        result = run_cli("serve", fast_run, *option)
+        assert result.returncode == 2 and result.stderr.strip().count("\n") == 0, option

@@ -46,6 +46,16 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 or a positive number, got {text}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -173,8 +183,9 @@ def _add_serve_limits(parser) -> None:
                         help=f"prediction requests in flight; more get 503 (default {default.max_concurrent})")
     limits.add_argument("--timeout-s", type=_positive_float, default=default.timeout_s,
                         help=f"deadline of one prediction; later gets 504 (default {default.timeout_s:g})")
-    limits.add_argument("--batch-window-ms", type=_positive_float, default=default.batch_window_ms,
-                        help=f"how long a batch waits for more requests (default {default.batch_window_ms:g})")
+    limits.add_argument("--batch-window-ms", type=_non_negative_float, default=default.batch_window_ms,
+                        help=f"how long a batch waits for more requests; 0: only those already queued while the "
+                             f"model was busy (default {default.batch_window_ms:g})")
     limits.add_argument("--max-batch-size", type=_positive_int, default=default.max_batch_size,
                         help=f"images per model call (default {default.max_batch_size})")
     limits.add_argument("--no-batching", action="store_true", help="run each request on its own (for comparison)")

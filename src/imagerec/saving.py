@@ -48,7 +48,7 @@ class Classifier:
     def from_keras(cls, model, class_names, path: str = "", format_name: str = "keras") -> "Classifier":
         """Wrap an in-memory Keras model (raw pixels in, probabilities out)."""
         return cls(str(path), format_name, tuple(class_names), tuple(model.input_shape[1:]),
-                   lambda batch: model(batch, training=False), keras_model=model)
+                   _compiled_forward(model), keras_model=model)
 
     def predict_proba(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Probabilities (N, num_classes) float32 for uint8/float images (N, H, W, C) in 0-255."""
@@ -60,6 +60,15 @@ class Classifier:
         if not outputs:
             return np.zeros((0, len(self.class_names)), np.float32)
         return np.concatenate(outputs).astype(np.float32)
+
+
+def _compiled_forward(model):
+    """model(images, training=False) as one traced graph: calling a Keras model eagerly runs it layer by layer
+    from Python, ~6x slower for a single image here (22 ms vs 3.8 ms for fast_small with test-time views)."""
+    import tensorflow as tf
+
+    spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)
+    return tf.function(lambda images: model(images, training=False), input_signature=[spec], autograph=False)
 
 
 def save_model_files(model, run_dir, class_names, model_name: str, test_time_augmentation: bool = False) -> dict:

@@ -73,7 +73,9 @@ def assert_error(response, status, fragment=""):
 # ---------------------------------------------------------------- routes that work
 
 def test_health_status_and_metadata(app, classifier):
-    assert request(app, "GET", "/healthz").json() == {"status": "ok", "model": "cifar10"}
+    health = request(app, "GET", "/healthz")
+    assert health.json() == {"status": "ok", "model": "cifar10"}
+    assert health.headers["server-timing"].startswith("app;dur=")  # the server's own time, for clients
     for path in ("/v1/models/cifar10", "/v1/models/cifar10/versions/1"):
         status = request(app, "GET", path).json()["model_version_status"][0]
         assert status["state"] == "AVAILABLE" and status["status"]["error_code"] == "OK"
@@ -376,12 +378,13 @@ def test_batcher_pads_to_a_few_shapes_and_returns_each_callers_rows():
         shapes.append(len(batch))
         return reference(batch)
 
-    batcher = Batcher(predict, max_batch_size=32, window_s=0)
-    assert batcher.bucket_sizes() == [1, 2, 4, 8, 16, 32]
-    images = np.random.default_rng(0).random((70, 2, 2, 3)).astype(np.float32)
-    for count in (1, 3, 32, 33, 70):
+    batcher = Batcher(predict, max_batch_size=128, window_s=0)
+    assert batcher.bucket_sizes() == [*range(1, 33), 64, 128]
+    images = np.random.default_rng(0).random((300, 2, 2, 3)).astype(np.float32)
+    for count in (1, 3, 32, 33, 70, 300):
         np.testing.assert_allclose(batcher.predict_padded(images[:count]), reference(images[:count]), rtol=1e-6)
-    assert set(shapes) == {1, 4, 8, 32}  # 1; 3 -> 4; 32; 33 -> 32 + 1; 70 -> 32 + 32 + (6 -> 8)
+    assert shapes == [1, 3, 32, 64, 128, 128, 128, 64]  # 33 and 70 padded up; 300 = 128 + 128 + (44 -> 64)
+
     async def three_callers():
         return await asyncio.gather(*(batcher.predict(images[start:start + 5]) for start in (0, 5, 10)))
 

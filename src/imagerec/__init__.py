@@ -9,6 +9,8 @@ The Python API the CLI is built on:
     model = imagerec.load_model("runs/try/model.keras")          # any saved format
     imagerec.evaluate(model, data.x_test, data.y_test)           # {"accuracy": ..., "loss": ...}
     imagerec.predict_files(model, ["photo.jpg"])                 # top-k labels per file
+    imagerec.export_model(model, "m.onnx", "onnx", data.x_test[:256])  # written, run by onnxruntime, checked
+    imagerec.run_server(model)                                   # web page + TF Serving REST API on :8500
 """
 
 __version__ = "0.1.0"
@@ -18,7 +20,8 @@ _EXPORTS = {
     "Dataset": "imagerec.data", "decode_image": "imagerec.data", "load_dataset": "imagerec.data",
     "UserError": "imagerec.errors", "evaluate": "imagerec.evaluate", "predict_files": "imagerec.evaluate",
     "build_model": "imagerec.models", "get_recipe": "imagerec.recipes", "Classifier": "imagerec.saving",
-    "load_model": "imagerec.saving", "train": "imagerec.train",
+    "load_model": "imagerec.saving", "train": "imagerec.train", "export_model": "imagerec.export",
+    "create_app": "imagerec.serve", "run_server": "imagerec.serve", "ServeLimits": "imagerec.serve",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -470,7 +470,7 @@ def _serve(arguments) -> int:
               f"model (there is no authentication)", file=sys.stderr)
     print(f"imagerec: serving {arguments.model} ({classifier.format}, {len(classifier.class_names)} classes) as "
           f"'{arguments.name}' on http://{arguments.host}:{arguments.port}/", flush=True)
-    serve.serve(classifier, arguments.host, arguments.port, arguments.name, limits)
+    serve.run_server(classifier, arguments.host, arguments.port, arguments.name, limits)
     return 0
 
 

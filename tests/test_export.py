@@ -94,3 +94,8 @@ def test_export_command_checks_and_reports(fast_run, cifar_subset, tmp_path):
     assert (tmp_path / "m.tflite").is_file()
     bad = run_cli("export", fast_run, "--format", "onnx", "--quantize", "int8", "--data", cifar_subset)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "supported for" in bad.stderr
+    (tmp_path / "a-file").write_text("not a folder")
+    unwritable = run_cli("export", fast_run, "--format", "keras", "--out", tmp_path / "a-file" / "m.keras",
+                         "--data", cifar_subset, "--check-images", 8)
+    assert unwritable.returncode == 2 and unwritable.stderr.strip().count("\n") == 0, unwritable.stderr
+    assert "a-file is a file, not a folder" in unwritable.stderr

@@ -141,7 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="file to write (default exports/model.<format>); for savedmodel the model's folder, "
                              "the export going in its next version folder OUT/1/, OUT/2/... (default exports/model)")
     export.add_argument("--quantize", choices=("int8",), default=None,
-                        help="tflite only: full-integer int8, calibrated on --check-images training images")
+                        help="tflite only: full-integer int8, calibrated on --calibration-images training images")
+    export.add_argument("--calibration-images", type=_positive_int, default=256,
+                        help="training images that calibrate an int8 model's value ranges (default 256)")
     export.add_argument("--version", type=_positive_int, default=None,
                         help="savedmodel only: the version folder to write (default: the next free number)")
     export.add_argument("--check-images", type=_positive_int, default=256,
@@ -226,6 +228,10 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("imagerec: interrupted", file=sys.stderr)
         return 130
+    except OSError as error:  # the disk or the file system said no (permissions, space, a vanished folder)
+        where = f": {error.filename}" if error.filename else ""
+        print(f"imagerec: error: {error.strerror or error}{where}", file=sys.stderr)
+        return 2
 
 
 def _load_data(arguments, image_size=(32, 32)):
@@ -440,7 +446,7 @@ def _export(arguments) -> int:
 
     generator = np.random.default_rng(arguments.seed)
     check = generator.choice(len(dataset.x_test), min(arguments.check_images, len(dataset.x_test)), replace=False)
-    calibration = generator.choice(len(dataset.x_train), min(arguments.check_images, len(dataset.x_train)),
+    calibration = generator.choice(len(dataset.x_train), min(arguments.calibration_images, len(dataset.x_train)),
                                    replace=False)
     out = arguments.out or ("exports/model" if arguments.format == "savedmodel"
                             else export.default_path(arguments.format, arguments.quantize))

@@ -70,11 +70,12 @@ def predict_files(classifier, paths, top_k: int = 5):
     if not images:
         return [], errors
     probabilities = classifier.predict_proba(np.stack(images))
-    return [{"path": str(path), "top": _top_k(row, classifier.class_names, top_k)}
+    return [{"path": str(path), "top": top_k_labels(row, classifier.class_names, top_k)}
             for path, row in zip(decoded_paths, probabilities)], errors
 
 
-def _top_k(probabilities: np.ndarray, class_names, top_k: int) -> list:
+def top_k_labels(probabilities: np.ndarray, class_names, top_k: int) -> list:
+    """[{"label", "probability"}] of the `top_k` most probable classes of one image, best first."""
     order = np.argsort(-probabilities)[:top_k]
     return [{"label": class_names[index], "probability": float(probabilities[index])} for index in order]
 

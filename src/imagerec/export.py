@@ -125,6 +125,9 @@ def require(module: str, extra: str) -> None:
 
 
 def _target_path(out: Path, format_name: str, version) -> Path:
+    for parent in out.parents:
+        if parent.exists() and not parent.is_dir():
+            raise UserError(f"cannot write {out}: {parent} is a file, not a folder")
     if format_name == "savedmodel":
         if out.exists() and not out.is_dir():
             raise UserError(f"--out {out} is a file; a SavedModel export needs a folder (versions go inside it)")

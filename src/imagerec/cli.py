@@ -330,18 +330,25 @@ def _import_tensorflow_quietly() -> None:
         os.close(devnull)
 
 
-def _evaluate(arguments) -> int:
+def _load_model_and_data(arguments, model_path):
+    """The model (safely, or as --trust-model says) and the data of --data at its input size, same classes."""
+    from imagerec import saving
     from imagerec.errors import UserError
 
-    _check_model_path(arguments.model)
-    _import_tensorflow_quietly()
-    from imagerec import evaluate, saving
-
-    classifier = saving.load_model(arguments.model, trust_model=arguments.trust_model)
+    classifier = saving.load_model(model_path, trust_model=arguments.trust_model)
     dataset = _load_data(arguments, image_size=classifier.input_shape[:2])
     if dataset.num_classes != len(classifier.class_names):
         raise UserError(f"the data has {dataset.num_classes} classes but the model predicts "
                         f"{len(classifier.class_names)}")
+    return classifier, dataset
+
+
+def _evaluate(arguments) -> int:
+    _check_model_path(arguments.model)
+    _import_tensorflow_quietly()
+    from imagerec import evaluate
+
+    classifier, dataset = _load_model_and_data(arguments, arguments.model)
     result = evaluate.evaluate(classifier, dataset.x_test, dataset.y_test)
     result.update({"model": str(arguments.model), "format": classifier.format, "data": dataset.source})
     if arguments.report:
@@ -367,13 +374,9 @@ def _report(arguments) -> int:
     if arguments.data is None:
         arguments.data = _run_data_source(run_dir)
     _import_tensorflow_quietly()
-    from imagerec import report, saving
+    from imagerec import report
 
-    classifier = saving.load_model(run_dir, trust_model=arguments.trust_model)
-    dataset = _load_data(arguments, image_size=classifier.input_shape[:2])
-    if dataset.num_classes != len(classifier.class_names):
-        raise UserError(f"the data has {dataset.num_classes} classes but the model predicts "
-                        f"{len(classifier.class_names)}")
+    classifier, dataset = _load_model_and_data(arguments, run_dir)
     out_dir = arguments.out or os.path.join(run_dir, "report")
     numbers = report.write_report(out_dir, classifier, dataset.x_test, dataset.y_test, run_dir=run_dir,
                                   dataset=dataset)
@@ -435,13 +438,9 @@ def _export(arguments) -> int:
     if arguments.data is None:
         arguments.data = _run_data_source(arguments.model)
     _import_tensorflow_quietly()
-    from imagerec import export, saving
+    from imagerec import export
 
-    classifier = saving.load_model(arguments.model, trust_model=arguments.trust_model)
-    dataset = _load_data(arguments, image_size=classifier.input_shape[:2])
-    if dataset.num_classes != len(classifier.class_names):
-        raise UserError(f"the data has {dataset.num_classes} classes but the model predicts "
-                        f"{len(classifier.class_names)}")
+    classifier, dataset = _load_model_and_data(arguments, arguments.model)
     import numpy as np
 
     generator = np.random.default_rng(arguments.seed)

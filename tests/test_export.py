@@ -53,21 +53,24 @@ def test_saved_model_goes_into_numbered_versions_that_imagerec_loads(classifier,
     assert loaded.format == "savedmodel" and loaded.class_names == subset.class_names
 
 
-def test_int8_tflite_is_smaller_and_reports_its_accuracy(classifier, subset, tmp_path):
-    _needs_runtime("tflite")
-    float_result = export.export_model(classifier, tmp_path / "model.tflite", "tflite", subset.x_test[:32])
-    result = export.export_model(classifier, tmp_path / "model_int8.tflite", "tflite", subset.x_test,
+@pytest.mark.parametrize("format_name", ["tflite", "onnx"])
+def test_int8_export_is_smaller_and_reports_its_accuracy(format_name, classifier, subset, tmp_path):
+    _needs_runtime(format_name)
+    suffix = export.SUFFIXES[format_name]
+    float_result = export.export_model(classifier, tmp_path / f"model{suffix}", format_name, subset.x_test[:32])
+    result = export.export_model(classifier, tmp_path / f"model_int8{suffix}", format_name, subset.x_test,
                                  subset.y_test, quantize="int8", calibration_images=subset.x_train[:64])
     assert result.size_bytes < float_result.size_bytes / 2  # int8 weights: about a quarter of float32
     assert result.accuracy_drop is not None and abs(result.accuracy_drop) < 0.2
     assert result.top1_agreement > 0.7
+    assert manifest.check(result.path)[0] == manifest.VERIFIED
 
 
 def test_bad_export_requests_are_user_errors(classifier, subset, tmp_path):
     with pytest.raises(UserError, match="must end in .onnx"):
         export.export_model(classifier, tmp_path / "model.tflite", "onnx", subset.x_test[:4])
-    with pytest.raises(UserError, match="supported for: tflite"):
-        export.export_model(classifier, tmp_path / "model.onnx", "onnx", subset.x_test[:4], quantize="int8")
+    with pytest.raises(UserError, match="supported for: tflite, onnx"):
+        export.export_model(classifier, tmp_path / "model.keras", "keras", subset.x_test[:4], quantize="int8")
     with pytest.raises(UserError, match="unknown export format"):
         export.export_model(classifier, tmp_path / "model.pt", "torch", subset.x_test[:4])
     saved_model = saving.load_model(classifier.path.rsplit("/", 1)[0] + "/" + saving.SAVED_MODEL_DIR)
@@ -92,7 +95,7 @@ def test_export_command_checks_and_reports(fast_run, cifar_subset, tmp_path):
     report = json.loads(result.stdout[result.stdout.index("{"):])
     assert report["images"] == 50 and report["max_abs_difference"] <= export.FLOAT_TOLERANCE
     assert (tmp_path / "m.tflite").is_file()
-    bad = run_cli("export", fast_run, "--format", "onnx", "--quantize", "int8", "--data", cifar_subset)
+    bad = run_cli("export", fast_run, "--format", "h5", "--quantize", "int8", "--data", cifar_subset)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "supported for" in bad.stderr
     (tmp_path / "a-file").write_text("not a folder")
     unwritable = run_cli("export", fast_run, "--format", "keras", "--out", tmp_path / "a-file" / "m.keras",

@@ -141,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="file to write (default exports/model.<format>); for savedmodel the model's folder, "
                              "the export going in its next version folder OUT/1/, OUT/2/... (default exports/model)")
     export.add_argument("--quantize", choices=("int8",), default=None,
-                        help="tflite only: full-integer int8, calibrated on --calibration-images training images")
+                        help="tflite or onnx: int8 weights and activations, calibrated on --calibration-images "
+                             "training images")
     export.add_argument("--calibration-images", type=_positive_int, default=256,
                         help="training images that calibrate an int8 model's value ranges (default 256)")
     export.add_argument("--version", type=_positive_int, default=None,

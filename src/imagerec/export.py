@@ -7,7 +7,8 @@ Formats (all take raw 0-255 RGB pixels, float32 (N, H, W, 3), and return class p
               NAME/1/, as TensorFlow Serving expects
   tflite      LiteRT flatbuffer (`model.export(format="litert")`); `quantize="int8"` gives a fully
               integer-quantised model calibrated on sample images (float input and output kept)
-  onnx        ONNX (`model.export(format="onnx")`, tf2onnx)
+  onnx        ONNX (`model.export(format="onnx")`, tf2onnx); `quantize="int8"`: onnxruntime's static
+              quantiser (QDQ, per-channel int8 weights and int8 activations), calibrated the same way
 
 Each export folder also gets a model.json with the class names (one model per folder). Every export is
 written under a temporary name, run with its own runtime (Keras in safe mode,
@@ -27,7 +28,7 @@ from imagerec.errors import UserError
 
 FORMATS = ("keras", "h5", "savedmodel", "tflite", "onnx")
 SUFFIXES = {"keras": ".keras", "h5": ".h5", "tflite": ".tflite", "onnx": ".onnx"}
-QUANTIZABLE = {"int8": ("tflite",)}
+QUANTIZABLE = {"int8": ("tflite", "onnx")}
 FLOAT_TOLERANCE = 1e-4  # max |probability difference| a float export may show against Keras
 # The runtime each format is checked with, and the pip extra that brings it.
 RUNTIMES = {"tflite": ("ai_edge_litert", "export"), "onnx": ("onnxruntime", "export")}
@@ -151,7 +152,10 @@ def _write(model, path: Path, format_name: str, quantize, calibration_images) ->
             model.export(str(path), format="tf_saved_model", verbose=False)
         elif format_name == "onnx":
             _teach_tf2onnx_erfc()
-            model.export(str(path), format="onnx", verbose=False)
+            if quantize == "int8":
+                _write_onnx_int8(model, path, calibration_images)
+            else:
+                model.export(str(path), format="onnx", verbose=False)
         elif quantize == "int8":
             model.export(str(path), format="litert", verbose=False, **_int8_converter_settings(calibration_images))
         else:
@@ -168,6 +172,38 @@ def _int8_converter_settings(calibration_images) -> dict:
 
     return {"optimizations": [tf.lite.Optimize.DEFAULT], "representative_dataset": representative_dataset,
             "target_spec": {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]}}
+
+
+def _write_onnx_int8(model, path: Path, calibration_images, calibration_batch: int = 32) -> None:
+    """Static int8 ONNX (QDQ, per-channel weights) by onnxruntime's quantiser, calibrated on sample images."""
+    import tempfile
+
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Batches(CalibrationDataReader):
+        def __init__(self, feeds):
+            self.feeds = iter(feeds)
+
+        def get_next(self):
+            return next(self.feeds, None)
+
+    with tempfile.TemporaryDirectory() as scratch:
+        float_path, prepared = Path(scratch) / "float.onnx", Path(scratch) / "prepared.onnx"
+        model.export(str(float_path), format="onnx", verbose=False)
+        quant_pre_process(str(float_path), str(prepared))  # shape inference + graph clean-up, as ORT advises
+        input_name = _onnx_input_name(prepared)
+        images = np.asarray(calibration_images, np.float32)
+        feeds = [{input_name: images[start:start + calibration_batch]}
+                 for start in range(0, len(images), calibration_batch)]
+        quantize_static(str(prepared), str(path), Batches(feeds), quant_format=QuantFormat.QDQ,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True)
+
+
+def _onnx_input_name(path: Path) -> str:
+    import onnxruntime
+
+    return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_inputs()[0].name
 
 
 _ERFC_REGISTERED = False

@@ -79,12 +79,14 @@ def test_bad_export_requests_are_user_errors(classifier, subset, tmp_path):
     assert not any(tmp_path.iterdir())  # nothing half-written
 
 
-def test_a_missing_runtime_names_the_extra_to_install(classifier, subset, tmp_path, monkeypatch):
+@pytest.mark.parametrize("module, quantize", [("onnxruntime", None), ("sympy", "int8")])
+def test_a_missing_library_names_the_extra_to_install(module, quantize, classifier, subset, tmp_path, monkeypatch):
     import sys
 
-    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import now fails as if it were not installed
-    with pytest.raises(UserError, match=r"pip install 'imagerec\[export\]'"):
-        export.export_model(classifier, tmp_path / "model.onnx", "onnx", subset.x_test[:4])
+    monkeypatch.setitem(sys.modules, module, None)  # import now fails as if it were not installed
+    with pytest.raises(UserError, match=rf"needs the {module} package: pip install 'imagerec\[export\]'"):
+        export.export_model(classifier, tmp_path / "model.onnx", "onnx", subset.x_test[:4], quantize=quantize)
+    assert not (tmp_path / "model.onnx").exists()
 
 
 def test_export_command_checks_and_reports(fast_run, cifar_subset, tmp_path):

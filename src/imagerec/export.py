@@ -33,6 +33,7 @@ FLOAT_TOLERANCE = 1e-4  # max |probability difference| a float export may show a
 # The runtime each format is checked with, and the pip extra that brings it.
 RUNTIMES = {"tflite": ("ai_edge_litert", "export"), "onnx": ("onnxruntime", "export")}
 CONVERTERS = {"onnx": ("tf2onnx", "export")}
+INT8_NEEDS = {"onnx": ("sympy", "export")}  # onnxruntime's quantisation pre-processing infers shapes with sympy
 
 
 @dataclasses.dataclass
@@ -108,7 +109,8 @@ def _check_request(classifier, format_name, quantize, check_images) -> None:
     if classifier.keras_model is None:
         raise UserError(f"{classifier.path} is a {classifier.format}; export from the run directory or its "
                         f".keras/.h5 file instead")
-    for needed in (RUNTIMES.get(format_name), CONVERTERS.get(format_name)):
+    for needed in (RUNTIMES.get(format_name), CONVERTERS.get(format_name),
+                   INT8_NEEDS.get(format_name) if quantize == "int8" else None):
         if needed is not None:
             require(*needed)
     if len(check_images) == 0:

@@ -53,6 +53,21 @@ def test_saved_model_goes_into_numbered_versions_that_imagerec_loads(classifier,
     assert loaded.format == "savedmodel" and loaded.class_names == subset.class_names
 
 
+def test_export_into_the_run_directory_keeps_the_run_loadable(fast_run, subset, tmp_path):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(fast_run, run_dir)
+    info = (run_dir / "model.json").read_text()
+    export.export_model(saving.load_model(run_dir), run_dir / "copy.keras", "keras", subset.x_test[:8])
+    assert (run_dir / "model.json").read_text() == info  # the run's own, with its architecture name
+    assert saving.load_model(run_dir / saving.WEIGHTS_FILE).format == "weights"
+    assert saving.load_model(run_dir / saving.H5_FILE).format == "h5"  # its manifest still vouches for it
+    other = saving.Classifier.from_keras(saving.load_model(run_dir).keras_model, [f"c{i}" for i in range(10)])
+    with pytest.raises(UserError, match="other classes"):
+        export.export_model(other, run_dir / "other.keras", "keras", subset.x_test[:8])
+
+
 @pytest.mark.parametrize("format_name", ["tflite", "onnx"])
 def test_int8_export_is_smaller_and_reports_its_accuracy(format_name, classifier, subset, tmp_path):
     _needs_runtime(format_name)

@@ -18,6 +18,7 @@ export that disagrees by more than FLOAT_TOLERANCE is refused; an int8 export re
 """
 
 import dataclasses
+import json
 import warnings
 from pathlib import Path
 
@@ -77,6 +78,7 @@ def export_model(classifier, out, format_name: str, check_images: np.ndarray, ch
     """
     _check_request(classifier, format_name, quantize, check_images)
     target = _target_path(Path(out), format_name, version)
+    _check_folder_holds_this_model(classifier, target.parent)
     model = classifier.keras_model
     reference = classifier.predict_proba(check_images)
     with fileio.atomic_path(target, suffix=SUFFIXES.get(format_name, "")) as temporary:
@@ -93,11 +95,26 @@ def export_model(classifier, out, format_name: str, check_images: np.ndarray, ch
     return result
 
 
+def _check_folder_holds_this_model(classifier, folder: Path) -> None:
+    """An export folder's model.json names one model's classes: refuse to mix in a model with other classes."""
+    try:
+        existing = json.loads((folder / saving.MODEL_INFO_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if isinstance(existing, dict) and existing.get("class_names") not in (None, list(classifier.class_names)):
+        raise UserError(f"{folder / saving.MODEL_INFO_FILE} describes a model with other classes; export into "
+                        f"a folder of its own")
+
+
 def _write_model_info(classifier, target: Path) -> None:
-    """model.json beside the export (above a SavedModel's version folders), so loaders find the class names."""
-    fileio.write_json(target.parent / saving.MODEL_INFO_FILE,
-                      {"class_names": list(classifier.class_names), "input_shape": list(classifier.input_shape),
-                       "exported_from": str(classifier.path)})
+    """model.json beside the export (above a SavedModel's version folders), so loaders find the class names.
+
+    One already there (a run directory's own, or an earlier export of this model) is kept as it is.
+    """
+    path = target.parent / saving.MODEL_INFO_FILE
+    if not path.exists():
+        fileio.write_json(path, {"class_names": list(classifier.class_names),
+                                 "input_shape": list(classifier.input_shape), "exported_from": str(classifier.path)})
 
 
 def _check_request(classifier, format_name, quantize, check_images) -> None:

@@ -385,6 +385,7 @@ def create_app(classifier, name: str = "cifar10", limits: ServeLimits | None = N
     limits = limits or ServeLimits()
     batcher = Batcher(classifier.predict_proba, limits.max_batch_size, limits.batch_window_ms / 1000, limits.batching)
     input_name = "image"
+    page_template = PAGE_FILE.read_text(encoding="utf-8").replace("{{MODEL}}", _html(name))  # read once
     app = FastAPI(title=f"imagerec: {name}", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.batcher = batcher
     app.add_middleware(RequestGuard, limits=limits)
@@ -424,7 +425,7 @@ def create_app(classifier, name: str = "cifar10", limits: ServeLimits | None = N
     @app.get("/", response_class=HTMLResponse)
     async def page():
         nonce = secrets.token_urlsafe(16)
-        html = PAGE_FILE.read_text(encoding="utf-8").replace("{{NONCE}}", nonce).replace("{{MODEL}}", _html(name))
+        html = page_template.replace("{{NONCE}}", nonce)
         return HTMLResponse(html, headers={"Content-Security-Policy": (
             f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; img-src blob:; "
             "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")})

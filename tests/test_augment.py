@@ -16,20 +16,26 @@ def _check_flips(images, augmented):
         assert np.array_equal(result, original) or np.array_equal(result, original[:, ::-1])
 
 
+def _shift_and_flip_in_tf_data(images, labels, shift_fraction, horizontal_flip, seed, batch_size):
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size).enumerate().map(
+        lambda step, batch: (augment.random_shift_and_flip(tf.cast(batch[0], tf.float32), shift_fraction,
+                                                           horizontal_flip, tf.stack([tf.constant(seed, tf.int64),
+                                                                                      step])), batch[1]))
+    outputs = list(dataset.as_numpy_iterator())
+    return (np.concatenate([batch for batch, _ in outputs]),
+            np.concatenate([batch_labels for _, batch_labels in outputs]))
+
+
 def test_flip_only_mirrors_or_keeps_each_image_eagerly():
     images, _ = _batch()
-    augmenter = augment.shift_and_flip(0.0, True, seed=3)
-    augmented = augmenter(tf.cast(images, tf.float32), training=True)
+    augmented = augment.random_shift_and_flip(tf.cast(images, tf.float32), 0.0, True, [3, 0])
     _check_flips(images, augmented)
 
 
 def test_flip_only_mirrors_or_keeps_each_image_in_tf_data():
     images, labels = _batch()
-    dataset = augment.augment_batches(tf.data.Dataset.from_tensor_slices((images, labels)).batch(8),
-                                      augment.shift_and_flip(0.0, True, seed=3))
-    outputs = list(dataset.as_numpy_iterator())
-    augmented = np.concatenate([batch for batch, _ in outputs])
-    np.testing.assert_array_equal(np.concatenate([batch_labels for _, batch_labels in outputs]), labels)
+    augmented, augmented_labels = _shift_and_flip_in_tf_data(images, labels, 0.0, True, seed=3, batch_size=8)
+    np.testing.assert_array_equal(augmented_labels, labels)
     _check_flips(images, augmented)
     mirrored = sum(not np.array_equal(result, original) for result, original in zip(augmented, images))
     assert 0 < mirrored < 16  # random, not all-or-nothing
@@ -37,12 +43,37 @@ def test_flip_only_mirrors_or_keeps_each_image_in_tf_data():
 
 def test_shift_keeps_shape_range_and_changes_images():
     images, labels = _batch()
-    dataset = augment.augment_batches(tf.data.Dataset.from_tensor_slices((images, labels)).batch(16),
-                                      augment.shift_and_flip(0.1, False, seed=5))
-    augmented, _ = next(dataset.as_numpy_iterator())
+    augmented, _ = _shift_and_flip_in_tf_data(images, labels, 0.1, False, seed=5, batch_size=16)
     assert augmented.shape == images.shape and augmented.dtype == np.float32
     assert augmented.min() >= 0 and augmented.max() <= 255
     assert not np.allclose(augmented, images)
+
+
+def test_shift_and_flip_depend_only_on_their_seed_and_match_eager_in_tf_data():
+    images, labels = _batch()
+    eager = [augment.random_shift_and_flip(tf.cast(images[start:start + 8], tf.float32), 0.1, True,
+                                           tf.constant([5, step], tf.int64))
+             for step, start in enumerate((0, 8))]
+    in_graph, _ = _shift_and_flip_in_tf_data(images, labels, 0.1, True, seed=5, batch_size=8)
+    np.testing.assert_allclose(np.concatenate(eager), in_graph, atol=1e-4)
+    again, _ = _shift_and_flip_in_tf_data(images, labels, 0.1, True, seed=5, batch_size=8)
+    other, _ = _shift_and_flip_in_tf_data(images, labels, 0.1, True, seed=6, batch_size=8)
+    assert np.array_equal(again, in_graph) and not np.allclose(other, in_graph)
+
+
+def test_shift_moves_each_image_within_the_fraction_and_repeats_the_edge():
+    # Ramps: channel 0 grows along x, channel 1 along y, so a (sub-pixel, bilinear) shift by (dx, dy) lowers
+    # every interior pixel by exactly 4 dx and 4 dy, and an edge repeated ("nearest") never brings in zeros.
+    ramp = np.zeros((32, 32, 3), np.float32)
+    ramp[..., 0], ramp[..., 1] = np.meshgrid(10 + 4 * np.arange(32), 10 + 4 * np.arange(32))
+    images = np.repeat(ramp[np.newaxis], 64, axis=0)
+    shifted = np.asarray(augment.random_shift_and_flip(tf.constant(images), 0.1, False, [7, 0]))
+    interior = slice(6, 26)
+    dx = (images - shifted)[:, interior, interior, 0] / 4
+    dy = (images - shifted)[:, interior, interior, 1] / 4
+    assert np.allclose(dx, dx[:, :1, :1], atol=1e-3) and np.allclose(dy, dy[:, :1, :1], atol=1e-3)
+    assert np.abs(dx).max() <= 3.2 + 1e-3 and np.abs(dy).max() <= 3.2 + 1e-3  # 10% of 32 pixels
+    assert np.abs(dx).max() > 1 and np.abs(dy).max() > 1 and shifted[..., :2].min() >= 10
 
 
 def _shift_of(original, shifted, pixels):

@@ -126,3 +126,84 @@ def test_fp16_without_a_gpu_is_a_user_error(cifar_subset, tmp_path):
     with pytest.raises(UserError, match="fp16 needs a GPU"):
         train.train(dataset, recipe, tmp_path / "run", verbose=0)
     assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+# ---------------------------------------------------------------- resume: every epoch exactly once
+
+def _synthetic_dataset(count: int = 128, classes: int = 4) -> data.Dataset:
+    """Random 32x32 images whose mean brightness depends on the class (learnable, made here, no files)."""
+    rng = np.random.default_rng(0)
+    labels = np.arange(count, dtype=np.int32) % classes
+    images = rng.integers(0, 128, (count, 32, 32, 3)) + 30 * labels[:, None, None, None]
+    return data.Dataset(images.astype(np.uint8), labels, images[:32].astype(np.uint8), labels[:32],
+                        tuple(f"c{index}" for index in range(classes)), source="synthetic")
+
+
+class _EpochLog:
+    """Callbacks recording the epochs a fit runs, and optionally interrupting it like Ctrl-C: in `epoch`
+    (0-based) after batch `batch`, or just after the epoch's backup when `batch` is None."""
+
+    def __init__(self, stop_epoch=None, stop_batch=None):
+        import keras
+
+        self.epochs = []
+        log = self
+
+        class Callback(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                log.epochs.append(epoch)
+                log.current = epoch
+
+            def on_train_batch_end(self, batch, logs=None):
+                if log.current == stop_epoch and batch == stop_batch:
+                    raise KeyboardInterrupt
+
+            def on_epoch_end(self, epoch, logs=None):
+                if epoch == stop_epoch and stop_batch is None:
+                    raise KeyboardInterrupt
+
+        self.callback = Callback()
+
+
+SEED_RECIPE = recipes.get_recipe("seed", model="tiny", plain_epochs=2, augmented_epochs=2, batch_size=32)
+FAST_RECIPE = recipes.get_recipe("fast", model="fast_small", epochs=3, batch_size=32, whiten_bias_epochs=1,
+                                 lookahead_start_epoch=1, lookahead_every=2)
+RESUME_CASES = {  # recipe, interrupted in epoch (0-based), after batch (None: after the epoch's backup)
+    "seed killed in phase 1": (SEED_RECIPE, 1, 1),
+    "seed killed at the phase boundary": (SEED_RECIPE, 1, None),
+    "seed killed in phase 2": (SEED_RECIPE, 3, 2),
+    "fast killed mid-run": (FAST_RECIPE, 1, None),
+}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_weights(tmp_path_factory):
+    """Final weights of one uninterrupted deterministic run per recipe."""
+    weights = {}
+    for recipe in (SEED_RECIPE, FAST_RECIPE):
+        result = train.train(_synthetic_dataset(), recipe, tmp_path_factory.mktemp(recipe.name) / "run",
+                             verbose=0, deterministic=True)
+        weights[recipe.name] = result.model.get_weights()
+    return weights
+
+
+@pytest.mark.parametrize("case", RESUME_CASES, ids=list(RESUME_CASES))
+def test_resume_runs_every_epoch_once_and_ends_where_an_uninterrupted_run_ends(case, uninterrupted_weights,
+                                                                                tmp_path):
+    recipe, stop_epoch, stop_batch = RESUME_CASES[case]
+    dataset, run_dir = _synthetic_dataset(), tmp_path / "run"
+    interrupted = _EpochLog(stop_epoch, stop_batch)
+    with pytest.raises(KeyboardInterrupt):
+        train.train(dataset, recipe, run_dir, verbose=0, deterministic=True, callbacks=[interrupted.callback])
+    completed = stop_epoch if stop_batch is not None else stop_epoch + 1
+    resumed = _EpochLog()
+    result = train.train(dataset, recipe, run_dir, verbose=0, deterministic=True, resume=True,
+                         callbacks=[resumed.callback])
+    total = recipe.total_epochs if recipe.kind == "seed" else recipe.epochs
+    assert resumed.epochs == list(range(completed, total))  # only what was left, each once
+    assert [record["epoch"] for record in result.history] == list(range(1, total + 1))
+    if recipe.kind == "seed":
+        assert [record["phase"] for record in result.history] == ["plain"] * 2 + ["augmented"] * 2
+    final = result.model.get_weights()
+    assert len(final) == len(uninterrupted_weights[recipe.name])
+    assert all(np.array_equal(a, b) for a, b in zip(final, uninterrupted_weights[recipe.name]))

@@ -1,33 +1,38 @@
-"""Augmentation on whole batches inside the tf.data graph, with Keras preprocessing layers.
+"""Augmentation on whole batches inside the tf.data graph, drawn from stateless seeds.
 
-Kept out of the model on purpose: random crops/shifts are identity at inference anyway, and Keras'
-RandomCrop(training=False) has surprising behaviour (keras-team/keras#21868).
+Every random choice depends only on the seed it is given (the run's seed, the epoch and the step), never on
+a generator's state, so a resumed run augments exactly as the uninterrupted run would have. Kept out of the
+model on purpose: random crops/shifts are identity at inference anyway, and Keras' RandomCrop(training=False)
+has surprising behaviour (keras-team/keras#21868).
 """
 
 import keras
 import tensorflow as tf
 
 
-def shift_and_flip(shift_fraction: float, horizontal_flip: bool, seed: int) -> keras.Sequential:
-    """A layer stack mapping a float32 batch (N, H, W, 3) to a randomly shifted and mirrored batch.
+def random_shift_and_flip(images: tf.Tensor, shift_fraction: float, horizontal_flip: bool, seed) -> tf.Tensor:
+    """A float32 batch (N, H, W, 3) randomly shifted and mirrored, image by image, as the tutorial's
+    ImageDataGenerator did: shifts uniform in +-shift_fraction of the height and of the width (sub-pixel,
+    bilinear, edge pixels repeated: Keras' RandomTranslation with fill_mode="nearest"), then a coin flip for a
+    left-right mirror (RandomFlip("horizontal")).
 
-    `fill_mode="nearest"` repeats edge pixels, as the tutorial's ImageDataGenerator did by default.
+    `seed` is a stateless seed (shape [2] int). Keras' random layers draw from a stateful generator that
+    accepts only Python ints, so a batch's augmentation would depend on how many batches came before it; here
+    it depends on `seed` alone, which makes a resumed run see the very batches an uninterrupted one sees.
     """
-    layers = []
+    translate_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    count = tf.shape(images)[0]
     if shift_fraction > 0:
-        layers.append(keras.layers.RandomTranslation(shift_fraction, shift_fraction, fill_mode="nearest",
-                                                     seed=seed))
+        size = tf.constant([images.shape[2], images.shape[1]], tf.float32)  # (width, height): x then y
+        shifts = tf.random.stateless_uniform([count, 2], translate_seed, -shift_fraction, shift_fraction) * size
+        ones, zeros = tf.ones([count, 1]), tf.zeros([count, 1])
+        # Projective transforms map output to input pixels: [1 0 -dx 0 1 -dy 0 0] shifts by (dx, dy).
+        transform = tf.concat([ones, zeros, -shifts[:, :1], zeros, ones, -shifts[:, 1:], zeros, zeros], axis=1)
+        images = keras.ops.image.affine_transform(images, transform, interpolation="bilinear", fill_mode="nearest")
     if horizontal_flip:
-        layers.append(keras.layers.RandomFlip("horizontal", seed=seed + 1))
-    return keras.Sequential(layers, name="augment")
-
-
-def augment_batches(dataset: tf.data.Dataset, augmenter: keras.Sequential) -> tf.data.Dataset:
-    """Apply `augmenter` to each (images, labels) batch; images come out float32 in 0-255."""
-    def apply(images, labels):
-        return augmenter(tf.cast(images, tf.float32), training=True), labels
-
-    return dataset.map(apply, num_parallel_calls=tf.data.AUTOTUNE)
+        mirrored = tf.random.stateless_uniform([count], flip_seed) < 0.5
+        images = tf.where(mirrored[:, tf.newaxis, tf.newaxis, tf.newaxis], tf.reverse(images, axis=[2]), images)
+    return images
 
 
 def random_translate(images: tf.Tensor, pixels: int, seed) -> tf.Tensor:

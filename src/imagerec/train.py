@@ -35,12 +35,39 @@ class RunResult:
     test_probabilities: np.ndarray = None  # (N, K) of the saved model on the test split, for reports
 
 
-def batches(images, labels, batch_size: int, shuffle_seed: int | None = None) -> tf.data.Dataset:
-    """uint8 arrays → (images, labels) batches; the whole split stays in memory, shuffled each epoch."""
-    dataset = tf.data.Dataset.from_tensor_slices((images, labels))
-    if shuffle_seed is not None:
-        dataset = dataset.shuffle(len(labels), seed=shuffle_seed, reshuffle_each_iteration=True)
-    return dataset.batch(batch_size)
+def batches(images, labels, batch_size: int) -> tf.data.Dataset:
+    """uint8 arrays → (images, labels) batches in order (evaluation); the whole split stays in memory."""
+    return tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size)
+
+
+def seed_batches(images, labels, recipe, seed: int, first_epoch: int = 0) -> tf.data.Dataset:
+    """The seed recipe's epochs `first_epoch`..`total_epochs - 1` as one stream of float32 batches.
+
+    Each epoch is a seeded permutation cut into batches (the last one partial, as Keras' own batching); the
+    plain phase's epochs give the images as they are, the augmented phase's shift and mirror them. Every
+    choice depends only on (seed, epoch, step), so one `fit` covers both phases and a resumed run sees exactly
+    the batches the uninterrupted run would have seen.
+    """
+    images, labels = tf.constant(images), tf.constant(labels)
+    count, batch_size = int(labels.shape[0]), recipe.batch_size
+    steps = -(-count // batch_size)
+
+    def batch(epoch, step, indices):
+        x = tf.cast(tf.gather(images, indices), tf.float32)
+        augment_seed = tf.stack([tf.constant(seed, tf.int64) + 1, epoch * steps + step])
+        x = tf.cond(epoch >= recipe.plain_epochs,
+                    lambda: augment.random_shift_and_flip(x, recipe.shift_fraction, recipe.horizontal_flip,
+                                                          augment_seed),
+                    lambda: x)
+        return x, tf.gather(labels, indices)
+
+    def epoch_batches(epoch):
+        order = tf.argsort(tf.random.stateless_uniform([count], tf.stack([tf.constant(seed, tf.int64), epoch])))
+        positions = tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+        return tf.data.Dataset.zip(tf.data.Dataset.range(steps), positions).map(
+            lambda step, indices: batch(epoch, step, indices), num_parallel_calls=tf.data.AUTOTUNE)
+
+    return tf.data.Dataset.range(first_epoch, recipe.total_epochs).flat_map(epoch_batches).prefetch(tf.data.AUTOTUNE)
 
 
 def train(dataset, recipe, run_dir=None, seed: int = 0, verbose: int | None = None,
@@ -270,23 +297,20 @@ def _csv_logger(run_dir: Path):
 
 def _train_seed(model, dataset, recipe, seed: int, verbose: int, callbacks: list, validation, strategy,
                 first_epoch: int = 0) -> None:
-    """Adam; phase 1 on the original images, phase 2 with shift/flip; one continuous epoch count."""
+    """Adam; the plain phase then the augmented phase, in one `fit` over one epoch count.
+
+    One `fit`, not one per phase: Keras' BackupAndRestore leaves the model's `_initial_epoch` set after
+    restoring, and `fit` prefers it to its own `initial_epoch`, so a second `fit` after a resume re-ran the
+    restored epochs. A run killed after its last epoch's backup fits zero epochs, which restores it.
+    """
     if not models.outputs_probabilities(model):
         raise UserError(f"the seed recipe trains models that end in softmax; {recipe.model!r} returns logits")
     model.compile(optimizer=keras.optimizers.Adam(recipe.learning_rate),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=recipe.jit_compile)
-    plain = batches(dataset.x_train, dataset.y_train, recipe.batch_size, shuffle_seed=seed)
-    augmenter = augment.shift_and_flip(recipe.shift_fraction, recipe.horizontal_flip, seed)
-    phases = [(plain, recipe.plain_epochs), (augment.augment_batches(plain, augmenter), recipe.augmented_epochs)]
-    start = 0
-    for training_batches, epochs in phases:
-        end = start + epochs
-        # A run killed after its last epoch's backup still fits the last phase for zero epochs: that restores it.
-        if end > first_epoch or end == recipe.total_epochs:
-            distribute.fit(model, training_batches.prefetch(tf.data.AUTOTUNE), strategy, validation_data=validation,
-                           initial_epoch=max(start, first_epoch), epochs=end, verbose=verbose,
-                           callbacks=callbacks)
-        start = end
+    steps = -(-len(dataset.y_train) // recipe.batch_size)
+    distribute.fit(model, seed_batches(dataset.x_train, dataset.y_train, recipe, seed, first_epoch), strategy,
+                   epochs=recipe.total_epochs, steps_per_epoch=steps, initial_epoch=first_epoch,
+                   validation_data=validation, verbose=verbose, callbacks=callbacks)
 
 
 # ---------------------------------------------------------------- run files

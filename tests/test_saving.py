@@ -191,3 +191,69 @@ def test_edited_keras_file_in_a_run_is_refused(seed_run, tmp_path):
         handle.write(b"appended")
     with pytest.raises(UserError, match="does not match its SHA-256"):
         saving.load_model(run_dir)
+
+
+def test_a_manifest_folders_above_does_not_vouch_for_an_h5(tmp_path):
+    import keras
+
+    inputs = keras.Input(shape=(32, 32, 3))
+    model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(keras.layers.Flatten()(inputs)))
+    path = tmp_path / "downloads" / "x" / "model.h5"
+    path.parent.mkdir(parents=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.save(path)
+    manifest.record(tmp_path / "downloads", [path])  # a manifest two folders up that lists it
+    with pytest.raises(UserError, match="no imagerec manifest vouches"):
+        saving.load_model(path)
+    manifest.record(path.parent, [path])  # beside it, it does vouch
+    assert saving.load_model(path).format == "h5"
+
+
+def _hostile_saved_model(path, marker):
+    """A SavedModel whose serving signature writes `marker` when called."""
+    class Hostile(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 32, 32, 3], tf.float32)])
+        def serve(self, images):
+            tf.io.write_file(str(marker), "graph ops ran")
+            return {"output_0": tf.ones([tf.shape(images)[0], 10]) / 10}
+
+    hostile = Hostile()
+    tf.saved_model.save(hostile, str(path), signatures={"serving_default": hostile.serve})
+
+
+@pytest.mark.parametrize("swap", ["symlink", "folder"])
+def test_a_model_swapped_between_check_and_load_is_never_run(swap, seed_run, tmp_path, monkeypatch):
+    """The check and the load must read the same bytes: swap the target when the loader opens it."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(seed_run, run_dir)
+    checked = run_dir / saving.SAVED_MODEL_DIR
+    marker, hostile = tmp_path / "marker", tmp_path / "hostile"
+    _hostile_saved_model(hostile, marker)
+    if swap == "symlink":
+        path = tmp_path / "link"
+        path.symlink_to(checked)
+
+        def do_swap():
+            path.unlink()
+            path.symlink_to(hostile)
+    else:
+        path = checked
+
+        def do_swap():
+            checked.rename(checked.with_name("checked"))
+            hostile.rename(checked)
+
+    real_load = tf.saved_model.load
+
+    def swapping_load(export_dir, *args, **kwargs):  # between the check and the load
+        do_swap()
+        return real_load(export_dir, *args, **kwargs)
+
+    monkeypatch.setattr(tf.saved_model, "load", swapping_load)
+    images = np.zeros((2, 32, 32, 3), np.uint8)
+    probabilities = saving.load_model(path).predict_proba(images)
+    assert not marker.exists()
+    monkeypatch.setattr(tf.saved_model, "load", real_load)
+    expected = saving.load_model(run_dir / saving.KERAS_FILE).predict_proba(images)
+    np.testing.assert_allclose(probabilities, expected, atol=1e-5)  # the checked model, not the hostile one

@@ -3,7 +3,13 @@
 A model file is code: a legacy `.h5` or a SavedModel can run operations or Python when loaded, and Keras'
 `safe_mode` does not cover them (CVE-2025-9905, CVE-2026-1669, CVE-2026-12480). So every model imagerec
 writes is recorded, with the SHA-256 of each of its files, in a `manifest.json` in the folder it was written
-to (the run directory, or an export's folder). `check` compares a path with the nearest manifest above it.
+to (the run directory, or an export's folder). Only two places may vouch for an artefact: the folder it sits
+in, and for a nested artefact of the run-directory layout (`RUN/saved_model/my_model`) the run directory. A
+manifest anywhere else above it (`/tmp`, `~/Downloads`) proves nothing about it and is not read.
+
+`verified_copy` is the check a loader uses: it copies the artefact into a private folder, hashing the bytes it
+copies, and compares those hashes with the manifest, so the loader opens exactly the bytes that were checked;
+swapping a symlink or a folder after the check changes nothing that is loaded.
 
 What this proves, and what it does not: a file that matches its manifest is byte for byte what imagerec
 wrote there, so a swapped or edited artefact is caught. A manifest is not a signature: whoever hands you a
@@ -13,13 +19,15 @@ Keras' safe mode) or loaded with `--trust-model` after deciding to trust their a
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 from imagerec import fileio
 
 MANIFEST_FILE = "manifest.json"
 MANIFEST_VERSION = 1
-SEARCH_DEPTH = 3  # a manifest vouches for files up to this many folders below it (saved_model/my_model/...)
+# Artefacts that sit below their manifest's folder: the run directory's SavedModel (saving.SAVED_MODEL_DIR).
+NESTED_ARTEFACTS = ("saved_model/my_model",)
 
 VERIFIED = "verified"  # listed in a manifest, and every file matches
 UNLISTED = "unlisted"  # no manifest above it lists it
@@ -64,7 +72,52 @@ def record(root, artefacts) -> Path:
 def check(path) -> tuple:
     """(state, detail) for the artefact at `path`: VERIFIED, UNLISTED or MODIFIED, and a short reason."""
     path = Path(path).resolve()
-    for folder in list(path.parents)[:SEARCH_DEPTH]:
+    return _compare(path, {file.relative_to(path).as_posix() if path.is_dir() else "": sha256_file(file)
+                           for file in artefact_files(path)})
+
+
+def verified_copy(path, destination) -> tuple:
+    """Copy the artefact at `path` into the folder `destination`, hashing what is copied; (state, detail, copy).
+
+    The state says whether the copy, not the original, is what a manifest vouches for: load the copy and the
+    checked bytes are the loaded bytes. `destination` should be private (tempfile.mkdtemp's 0700 folder).
+    """
+    source = Path(path).resolve()
+    copy = Path(destination) / source.name
+    digests = _copy_hashing(source, copy)
+    return (*_compare(source, digests), copy)
+
+
+def _copy_hashing(source: Path, copy: Path) -> dict:
+    """{path relative to the artefact ("" for a file): SHA-256 of the bytes written to `copy`}."""
+    if not source.is_dir():
+        return {"": _copy_file_hashing(source, copy)}
+    digests = {}
+    for folder, _, names in os.walk(source):  # symbolic links to folders are not followed
+        for name in names:
+            relative = (Path(folder) / name).relative_to(source)
+            (copy / relative).parent.mkdir(parents=True, exist_ok=True)
+            digests[relative.as_posix()] = _copy_file_hashing(source / relative, copy / relative)
+    return digests
+
+
+def _copy_file_hashing(source: Path, copy: Path) -> str:
+    digest = hashlib.sha256()
+    with open(source, "rb") as reader, open(copy, "xb") as writer:
+        for block in iter(lambda: reader.read(1 << 20), b""):
+            digest.update(block)
+            writer.write(block)
+    return digest.hexdigest()
+
+
+def _vouching_manifest(path: Path):
+    """(folder, entries) of the one manifest that may vouch for `path`, or (None, None)."""
+    folders = [path.parent]
+    for nested in NESTED_ARTEFACTS:
+        depth = len(Path(nested).parts)
+        if path.parts[-depth:] == Path(nested).parts:
+            folders.append(path.parents[depth - 1])
+    for folder in folders:
         entries = _read(folder / MANIFEST_FILE)
         if entries is None:
             continue
@@ -72,18 +125,23 @@ def check(path) -> tuple:
         listed = {name: digest for name, digest in entries.items()
                   if name == prefix or name.startswith(prefix + "/")}
         if listed:
-            return _compare(folder, listed, path)
-    return UNLISTED, f"no {MANIFEST_FILE} lists it"
+            return folder, listed
+    return None, None
 
 
-def _compare(folder: Path, listed: dict, path: Path) -> tuple:
-    present = {file.relative_to(folder).as_posix() for file in artefact_files(path)}
-    for name in sorted(present - set(listed)):
+def _compare(path: Path, digests: dict) -> tuple:
+    """Compare the artefact's files (`digests`, relative to the artefact) with the manifest vouching for it."""
+    folder, listed = _vouching_manifest(path)
+    if folder is None:
+        return UNLISTED, f"no {MANIFEST_FILE} beside it lists it"
+    prefix = path.relative_to(folder).as_posix()
+    present = {f"{prefix}/{name}" if name else prefix: digest for name, digest in digests.items()}
+    for name in sorted(set(present) - set(listed)):
         return MODIFIED, f"{name} was added after {folder / MANIFEST_FILE} was written"
     for name, digest in listed.items():
         if name not in present:
             return MODIFIED, f"{name} is missing"
-        if sha256_file(folder / name) != digest:
+        if present[name] != digest:
             return MODIFIED, f"{name} does not match its SHA-256 in {folder / MANIFEST_FILE}"
     return VERIFIED, f"matches {folder / MANIFEST_FILE}"
 

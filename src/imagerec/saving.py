@@ -18,6 +18,7 @@ for them; any artefact that no longer matches its manifest is refused. `trust_mo
 
 import dataclasses
 import json
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -120,13 +121,22 @@ def load_model(path, trust_model: bool = False) -> Classifier:
     if path.is_dir() and (path / KERAS_FILE).is_file():
         return load_model(path / KERAS_FILE, trust_model)  # a run directory: use its native-format model
     format_name = _format_of(path)
-    if not trust_model:
-        _check_provenance(path, format_name)
+    if trust_model:
+        return _load(path, path, format_name, safe_mode=False)
+    # Check and load the same bytes: a private copy, hashed as it is written (see manifest.verified_copy).
+    # Everything is read into memory while loading, so the copy goes once the model is loaded.
+    with tempfile.TemporaryDirectory(prefix="imagerec-model-") as private:
+        copy = _verified_copy(path, format_name, Path(private))
+        return _load(copy, path, format_name, safe_mode=True)
+
+
+def _load(source: Path, path: Path, format_name: str, safe_mode: bool) -> Classifier:
+    """Open `source` (the file or folder to read) as the model at `path` (what messages and model.json use)."""
     if format_name == "savedmodel":
-        return _load_saved_model(path)
+        return _load_saved_model(source, path)
     if format_name == "weights":
-        return _load_weights(path)
-    return _load_keras(path, format_name, safe_mode=not trust_model)
+        return _load_weights(source, path)
+    return _load_keras(source, path, format_name, safe_mode)
 
 
 def _format_of(path: Path) -> str:
@@ -146,9 +156,13 @@ def _format_of(path: Path) -> str:
 _TRUST_HINT = "pass --trust-model (trust_model=True) only if you trust where it came from"
 
 
-def _check_provenance(path: Path, format_name: str) -> None:
-    """Refuse a modified artefact, and an .h5/SavedModel that no manifest vouches for, before opening it."""
-    state, detail = manifest.check(path)
+def _verified_copy(path: Path, format_name: str, private: Path) -> Path:
+    """The artefact copied into `private` and checked there; UserError for a modified artefact, and for an
+    .h5/SavedModel that no manifest vouches for, before anything of it is opened as a model."""
+    try:
+        state, detail, copy = manifest.verified_copy(path, private)
+    except OSError as error:
+        raise UserError(f"cannot read model {path}: {error.strerror or error}") from None
     if state == manifest.MODIFIED:
         raise UserError(f"refusing to load {path}: it changed after imagerec wrote it ({detail}); {_TRUST_HINT}")
     if state == manifest.UNLISTED and format_name in ("h5", "savedmodel"):
@@ -156,6 +170,7 @@ def _check_provenance(path: Path, format_name: str) -> None:
         raise UserError(f"refusing to load {path}: it is {kind} that no imagerec manifest vouches for ({detail}), "
                         f"and loading one can run code that Keras' safe mode does not check; use a .keras file, "
                         f"or {_TRUST_HINT}")
+    return copy
 
 
 def _find_model_info(path: Path):
@@ -193,13 +208,13 @@ def _from_keras_model(model, path: Path, format_name: str) -> Classifier:
     return Classifier.from_keras(model, _class_names(path, num_classes), path, format_name)
 
 
-def _load_keras(path: Path, format_name: str, safe_mode: bool = True) -> Classifier:
+def _load_keras(source: Path, path: Path, format_name: str, safe_mode: bool = True) -> Classifier:
     import keras
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model = keras.saving.load_model(path, safe_mode=safe_mode, compile=False)  # inference only
+            model = keras.saving.load_model(source, safe_mode=safe_mode, compile=False)  # inference only
     except Exception as error:  # noqa: BLE001 - corrupt files fail in many ways inside h5py/zipfile
         if safe_mode and "safe_mode" in str(error):
             raise UserError(f"refusing to load {path}: it needs to run arbitrary Python code to load (e.g. a Lambda "
@@ -208,7 +223,7 @@ def _load_keras(path: Path, format_name: str, safe_mode: bool = True) -> Classif
     return _from_keras_model(model, path, format_name)
 
 
-def _load_weights(path: Path) -> Classifier:
+def _load_weights(source: Path, path: Path) -> Classifier:
     info = _find_model_info(path)
     if not info or "model" not in info:
         raise UserError(f"{path} holds weights only; its run's {MODEL_INFO_FILE} (architecture and classes) "
@@ -216,17 +231,17 @@ def _load_weights(path: Path) -> Classifier:
     net = models.build_model(info["model"], len(info["class_names"]), info["input_shape"])
     model = models.inference_model(net, test_time_augmentation=info.get("test_time_augmentation", False))
     try:
-        model.load_weights(path)
+        model.load_weights(source)
     except Exception as error:  # noqa: BLE001
         raise UserError(f"cannot load weights {path}: {_first_line(error)}") from error
     return _from_keras_model(model, path, "weights")
 
 
-def _load_saved_model(path: Path) -> Classifier:
+def _load_saved_model(source: Path, path: Path) -> Classifier:
     import tensorflow as tf
 
     try:
-        loaded = tf.saved_model.load(str(path))
+        loaded = tf.saved_model.load(str(source))
         signature = loaded.signatures["serving_default"]
     except Exception as error:  # noqa: BLE001
         raise UserError(f"cannot load SavedModel {path}: {_first_line(error)}") from error

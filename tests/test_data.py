@@ -223,3 +223,19 @@ def test_real_cifar_subset_loads(cifar_subset, tmp_path):
     assert dataset.num_classes == 10 and "airplane" in dataset.class_names
     assert len(dataset.y_train) == 300 and len(dataset.y_test) == 100
     assert dataset.skipped_count == 0
+
+
+def test_a_large_jpeg_is_decoded_at_a_reduced_scale_with_the_same_result():
+    rng = np.random.default_rng(0)
+    smooth = np.asarray(Image.fromarray(rng.integers(0, 256, (6, 8, 3)).astype(np.uint8)).resize((1024, 768)))
+    buffer = io.BytesIO()
+    Image.fromarray(smooth).save(buffer, "JPEG", quality=95)
+    content = buffer.getvalue()
+    assert data.decoded_pixel_count(content, (32, 32)) == 128 * 96  # 1/8 of each side, still >= 32
+    png = io.BytesIO()
+    Image.fromarray(smooth).save(png, "PNG")
+    assert data.decoded_pixel_count(png.getvalue(), (32, 32)) == 1024 * 768  # PNG has no reduced decode
+    reduced = data.decode_image(content, (32, 32)).astype(int)
+    with Image.open(io.BytesIO(content)) as full:
+        reference = np.asarray(full.convert("RGB").resize((32, 32), Image.Resampling.BILINEAR)).astype(int)
+    assert np.abs(reduced - reference).mean() < 3  # the same picture, to within JPEG's own error

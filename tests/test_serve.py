@@ -174,6 +174,11 @@ BAD_REQUESTS = {
     "no file": ("POST", "/predict", {"data": {"note": "hi"}}, 400, "no image"),
     "too many files": ("POST", "/predict", {"files": [("file", (f"{i}.png", b"x")) for i in range(5)]}, 400, "files"),
     "nonsense top_k": ("POST", "/predict?top_k=eleven", {"files": {"file": ("a.png", "valid")}}, 400, "top_k"),
+    "superscript top_k": ("POST", "/predict?top_k=%C2%B2", {"files": {"file": ("a.png", "valid")}}, 400, "top_k"),
+    "5,000-digit top_k": ("POST", "/predict?top_k=" + "9" * 5000, {"files": {"file": ("a.png", "valid")}}, 400,
+                          "top_k"),
+    "Arabic-Indic top_k": ("POST", "/predict?top_k=%D9%A1", {"files": {"file": ("a.png", "valid")}}, 400, "top_k"),
+    "full-width top_k": ("POST", "/predict?top_k=%EF%BC%95", {"files": {"file": ("a.png", "valid")}}, 400, "top_k"),
     "wrong json": ("POST", "/v1/models/cifar10:predict", {"content": b'{"instances": [1, 2'}, 400, "JSON"),
     "json not an object": ("POST", "/v1/models/cifar10:predict", {"json": [1, 2]}, 400, "JSON object"),
     "deeply nested json": ("POST", "/v1/models/cifar10:predict", {"content": _deep_json(100_000)}, 400, "JSON"),
@@ -234,21 +239,108 @@ def test_image_over_the_pixel_limit_is_refused_before_decoding(classifier, subse
     assert request(app, "POST", "/predict", files={"file": ("ok.png", png_bytes(np.zeros((64, 64, 3))))}).status_code == 200
 
 
-def test_over_the_concurrency_cap_is_503(classifier, subset):
-    app = create_app(classifier, "cifar10", ServeLimits(max_concurrent=1, batch_window_ms=500))
+def test_over_the_concurrency_cap_requests_queue_and_a_full_queue_is_503_with_retry_after(classifier, subset):
+    app = create_app(classifier, "cifar10", ServeLimits(max_concurrent=1, max_queue=1, batch_window_ms=500))
+    body = instances_request(subset.x_test[:1])
+
+    async def three_requests():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://imagerec.test", timeout=60) as client:
+            first = asyncio.create_task(client.post("/v1/models/cifar10:predict", **body))
+            await asyncio.sleep(0.2)  # the first now holds the one slot, waiting in the batcher's window
+            second = asyncio.create_task(client.post("/v1/models/cifar10:predict", **body))
+            await asyncio.sleep(0.1)  # the second waits in the queue
+            third = await client.post("/v1/models/cifar10:predict", **body)
+            return await first, await second, third
+
+    first, second, third = asyncio.run(three_requests())
+    assert first.status_code == 200 and second.status_code == 200  # queued, then served
+    assert_error(third, 503, "busy")
+    assert third.headers["retry-after"] == "1"
+
+
+def test_a_queued_request_gives_up_at_its_deadline(classifier, subset):
+    app = create_app(classifier, "cifar10", ServeLimits(max_concurrent=1, timeout_s=0.5, batch_window_ms=2000))
     body = instances_request(subset.x_test[:1])
 
     async def two_requests():
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://imagerec.test", timeout=60) as client:
             first = asyncio.create_task(client.post("/v1/models/cifar10:predict", **body))
-            await asyncio.sleep(0.2)  # the first is now waiting in the batcher's window
-            second = await client.post("/v1/models/cifar10:predict", **body)
-            return await first, second
+            await asyncio.sleep(0.1)
+            return await first, await client.post("/v1/models/cifar10:predict", **body)
 
     first, second = asyncio.run(two_requests())
-    assert first.status_code == 200
-    assert_error(second, 503, "in flight")
+    assert_error(first, 504, "deadline")  # its inference waited in the batch window past it
+    assert_error(second, 504, "deadline")
+    assert request(app, "GET", "/healthz").status_code == 200
+
+
+def test_admission_serves_in_arrival_order_and_a_waiter_leaves_at_its_deadline():
+    from imagerec.serve import Admission, RequestError
+
+    async def scenario():
+        admission, order = Admission(slots=1, queue_size=3), []
+
+        async def job(name, hold_s, timeout_s):
+            async with admission.slot(time.monotonic() + timeout_s):
+                order.append(name)
+                await asyncio.sleep(hold_s)
+
+        first = asyncio.create_task(job("first", 0.3, 10))
+        await asyncio.sleep(0.05)
+        late = asyncio.create_task(job("gives up", 0, 0.1))  # waits behind "first", leaves at 0.1 s
+        second = asyncio.create_task(job("second", 0, 10))
+        third = asyncio.create_task(job("third", 0, 10))
+        await asyncio.sleep(0.01)
+        with pytest.raises(RequestError) as full:  # 3 waiting and the queue holds 3
+            await job("refused", 0, 10)
+        with pytest.raises(RequestError) as timed_out:
+            await late
+        await asyncio.gather(first, second, third)
+        return order, full.value, timed_out.value, admission.active, admission.waiting
+
+    order, full, timed_out, active, waiting = asyncio.run(scenario())
+    assert order == ["first", "second", "third"]
+    assert full.status == 503 and full.headers == {"retry-after": "1"}
+    assert timed_out.status == 504 and "waiting for a work slot" in timed_out.message
+    assert active == 0 and waiting == 0  # every slot given back
+
+
+def _one_bit_bomb_b64() -> str:
+    buffer = io.BytesIO()
+    Image.new("1", (6300, 6300)).save(buffer, "PNG")  # 39.7 Mpixels, under the per-image limit, in ~5 kB
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_many_large_images_in_one_request_are_refused_from_their_headers(classifier):
+    """64 images of 39.7 Mpixels each: ~18 s of decoding before the per-request pixel budget existed."""
+    app = create_app(classifier, "cifar10")
+    bomb = _one_bit_bomb_b64()
+    started = time.monotonic()
+    response = request(app, "POST", "/v1/models/cifar10:predict", json={"instances": [{"b64": bomb}] * 64})
+    assert_error(response, 413, "add up to 2,540,160,000 pixels")
+    assert time.monotonic() - started < 5  # refused from the headers, not after decoding them
+    files = [("file", (f"{index}.png", base64.b64decode(bomb))) for index in range(2)]
+    assert_error(request(app, "POST", "/predict", files=files), 413, "over the limit of 64,000,000")
+
+
+def test_the_deadline_covers_decoding(classifier):
+    """With the pixel budget lifted, decoding stops at the request's deadline instead of answering 200 later."""
+    app = create_app(classifier, "cifar10", ServeLimits(timeout_s=1, max_request_pixels=10**10))
+    started = time.monotonic()
+    response = request(app, "POST", "/v1/models/cifar10:predict",
+                       json={"instances": [{"b64": _one_bit_bomb_b64()}] * 64})
+    assert_error(response, 504, "deadline")
+    assert time.monotonic() - started < 5
+
+
+def test_decode_images_stops_at_its_deadline_before_decoding():
+    from imagerec.serve import RequestError, decode_images
+
+    with pytest.raises(RequestError) as error:
+        decode_images([("a.png", png_bytes(np.zeros((8, 8, 3))))], (32, 32), ServeLimits(), time.monotonic() - 1)
+    assert error.value.status == 504
 
 
 def test_inference_past_its_deadline_is_504(classifier, subset):
@@ -266,10 +358,14 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+READ_TIMEOUT_S = 3
+
+
 @pytest.fixture(scope="module")
 def live_server(fast_run):
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "imagerec", "serve", str(fast_run), "--port", str(port)],
+    server = subprocess.Popen([sys.executable, "-m", "imagerec", "serve", str(fast_run), "--port", str(port),
+                               "--read-timeout-s", str(READ_TIMEOUT_S)],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -316,6 +412,47 @@ def test_real_server_answers_tf_serving_clients_and_survives_bad_input(live_serv
     assert _post_json(f"{live_server}/v1/models/cifar10:predict", b"[" * 50_000)[0] == 400
     assert _declare_a_huge_body(live_server).startswith(b"HTTP/1.1 413")
     assert _post_json(f"{live_server}/v1/models/cifar10:predict", body) == (status, answer)
+
+
+def _open_slow_clients(url, count: int) -> list:
+    """Sockets that start a request and stop: half mid-body (the body is `{` of a declared 1,000 bytes),
+    half mid-headers (slowloris)."""
+    host, port = url.removeprefix("http://").split(":")
+    sockets = []
+    for index in range(count):
+        connection = socket.create_connection((host, int(port)), timeout=30)
+        connection.sendall(b"POST /v1/models/cifar10:predict HTTP/1.1\r\nHost: x\r\n" + (
+            b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{" if index % 2 else b"X-Slow: 1"))
+        sockets.append(connection)
+    return sockets
+
+
+def test_slow_clients_hold_no_slot_and_are_cut_off_at_the_read_deadline(live_server, subset):
+    import concurrent.futures
+
+    slow = _open_slow_clients(live_server, 100)
+    try:
+        time.sleep(0.5)  # every slow request has reached the server
+        body = json.dumps({"instances": subset.x_test[:1].tolist()}).encode()
+
+        def timed_request(_):
+            started = time.monotonic()
+            status, _ = _post_json(f"{live_server}/v1/models/cifar10:predict", body)
+            return status, time.monotonic() - started
+
+        with concurrent.futures.ThreadPoolExecutor(20) as pool:
+            answers = list(pool.map(timed_request, range(20)))
+        assert [status for status, _ in answers] == [200] * 20
+        assert max(seconds for _, seconds in answers) < 2
+        cut_off = []
+        for connection in slow:  # each is answered 408 (or closed) once its read deadline passes
+            connection.settimeout(READ_TIMEOUT_S + 10)
+            cut_off.append(connection.recv(4096))
+    finally:
+        for connection in slow:
+            connection.close()
+    assert all(reply.startswith(b"HTTP/1.1 408") for reply in cut_off), {reply[:40] for reply in cut_off}
+    assert _post_json(f"{live_server}/v1/models/cifar10:predict", body)[0] == 200
 
 
 def test_page_labels_a_chosen_and_a_dropped_image_in_headless_chromium(live_server, cifar_subset, classifier):

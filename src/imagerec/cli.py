@@ -173,19 +173,36 @@ def _add_serve_limits(parser) -> None:
     from imagerec.serve import ServeLimits
 
     default = ServeLimits()
-    limits = parser.add_argument_group("limits (over a limit: 413 for size, 400 for counts, 503, 504)")
+    limits = parser.add_argument_group("limits (over a limit: 408 slow, 413 size, 400 counts, 503 queue full, "
+                                       "504 deadline)")
     limits.add_argument("--max-body-mb", type=_positive_float, default=default.max_body_bytes / 2**20,
                         help=f"largest request body in MiB (default {default.max_body_bytes / 2**20:g})")
     limits.add_argument("--max-image-pixels", type=_positive_int, default=default.max_image_pixels,
                         help=f"largest image, width x height, checked before decoding (default {default.max_image_pixels:,})")
+    limits.add_argument("--max-request-pixels", type=_positive_int, default=default.max_request_pixels,
+                        help=f"pixels decoded for one request, summed over its images, checked before decoding "
+                             f"(default {default.max_request_pixels:,})")
     limits.add_argument("--max-images", type=_positive_int, default=default.max_images,
                         help=f"files in one /predict upload (default {default.max_images})")
     limits.add_argument("--max-instances", type=_positive_int, default=default.max_instances,
                         help=f"instances in one TF Serving request (default {default.max_instances})")
     limits.add_argument("--max-concurrent", type=_positive_int, default=default.max_concurrent,
-                        help=f"prediction requests in flight; more get 503 (default {default.max_concurrent})")
+                        help=f"complete requests at work at once; more wait in the queue (default "
+                             f"{default.max_concurrent})")
+    limits.add_argument("--max-queue", type=_positive_int, default=default.max_queue,
+                        help=f"requests waiting for a slot; more get 503 + Retry-After (default {default.max_queue})")
     limits.add_argument("--timeout-s", type=_positive_float, default=default.timeout_s,
-                        help=f"deadline of one prediction; later gets 504 (default {default.timeout_s:g})")
+                        help=f"deadline of a request from its arrival: body, parsing, decoding, queue and "
+                             f"inference; later gets 504 (default {default.timeout_s:g})")
+    limits.add_argument("--read-timeout-s", type=_positive_float, default=default.read_timeout_s,
+                        help=f"time for a request's headers, and then for its body, to arrive; slower gets 408 "
+                             f"(default {default.read_timeout_s:g})")
+    limits.add_argument("--keep-alive-s", type=_positive_float, default=default.keep_alive_s,
+                        help=f"an idle keep-alive connection is closed after this (default {default.keep_alive_s:g})")
+    limits.add_argument("--max-connections", type=_positive_int, default=default.max_connections,
+                        help=f"open connections; requests beyond get 503 (default {default.max_connections})")
+    limits.add_argument("--workers", type=_positive_int, default=default.workers,
+                        help=f"threads that parse JSON and decode images (default {default.workers})")
     limits.add_argument("--batch-window-ms", type=_non_negative_float, default=default.batch_window_ms,
                         help=f"how long a batch waits for more requests; 0: only those already queued while the "
                              f"model was busy (default {default.batch_window_ms:g})")
@@ -462,8 +479,11 @@ def _serve(arguments) -> int:
 
     _check_model_path(arguments.model)
     limits = ServeLimits(max_body_bytes=int(arguments.max_body_mb * 2**20), max_image_pixels=arguments.max_image_pixels,
-                         max_images=arguments.max_images, max_instances=arguments.max_instances,
-                         max_concurrent=arguments.max_concurrent, timeout_s=arguments.timeout_s,
+                         max_request_pixels=arguments.max_request_pixels, max_images=arguments.max_images,
+                         max_instances=arguments.max_instances, max_concurrent=arguments.max_concurrent,
+                         max_queue=arguments.max_queue, timeout_s=arguments.timeout_s,
+                         read_timeout_s=arguments.read_timeout_s, keep_alive_s=arguments.keep_alive_s,
+                         max_connections=arguments.max_connections, workers=arguments.workers,
                          batch_window_ms=arguments.batch_window_ms, max_batch_size=arguments.max_batch_size,
                          batching=not arguments.no_batching)
     _check_port_free(arguments.host, arguments.port)

@@ -10,20 +10,31 @@ Routes (every error is JSON `{"error": "..."}`, with TensorFlow Serving's status
   GET  /healthz
 
 The model runs on one dedicated thread, never on the event loop; requests that arrive while it is busy (or
-within a short window) are concatenated into one batch, so throughput grows with load (`Batcher`). Limits
-(`ServeLimits`) guard memory and time: the body size is enforced on the bytes actually received (a chunked
-body has no Content-Length), image dimensions are checked from the header before any pixel is decoded, and a
-request over the concurrency cap or past its deadline gets 503 or 504 instead of queueing forever.
+within a short window) are concatenated into one batch, so throughput grows with load (`Batcher`). JSON
+parsing and image decoding run in a small pool of worker threads, also off the event loop.
+
+Limits (`ServeLimits`) guard memory and time, in the order a request meets them:
+  1. its request line and headers, then its body, must arrive within `read_timeout_s` (408): a slow client
+     holds a connection, never a slot (`HeaderDeadlineProtocol`, `RequestGuard`);
+  2. the body size is enforced on the bytes actually received (a chunked body has no Content-Length) (413);
+  3. only a complete request takes one of `max_concurrent` work slots; over that it waits in a queue of
+     `max_queue` (`Admission`), and only a full queue answers 503 with Retry-After;
+  4. one deadline, `timeout_s` from the request's arrival, covers reading, parsing, decoding, queueing and
+     inference (504); image dimensions are checked from the headers, each image against `max_image_pixels`
+     and their sum against `max_request_pixels`, before any pixel is decoded (413).
 """
 
 import asyncio
 import base64
 import binascii
+import collections
 import concurrent.futures
+import contextlib
 import dataclasses
 import gc
 import json
 import logging
+import re
 import secrets
 import time
 from pathlib import Path
@@ -43,10 +54,18 @@ class ServeLimits:
 
     max_body_bytes: int = 16 * 1024 * 1024  # whole request body, as received → 413
     max_image_pixels: int = 40_000_000  # width x height of one image, read from its header → 413
+    # Pixels decoded for one request, summed over its images (a JPEG counts at the reduced scale it is decoded
+    # at): bounds its decoding work (~0.5 s of one core here at the default) → 413.
+    max_request_pixels: int = 64_000_000
     max_images: int = 32  # files in one multipart upload → 400
     max_instances: int = 256  # instances in one TF Serving request → 400
-    max_concurrent: int = 64  # prediction requests in flight at once; one more → 503
-    timeout_s: float = 30.0  # deadline for queueing + inference → 504
+    max_concurrent: int = 64  # complete requests being parsed, decoded or run at once; more wait in the queue
+    max_queue: int = 512  # complete requests waiting for a slot; one more → 503 with Retry-After
+    timeout_s: float = 30.0  # deadline from arrival for reading, parsing, decoding, queueing, inference → 504
+    read_timeout_s: float = 10.0  # request line + headers, and then the body, must arrive within this → 408
+    keep_alive_s: float = 5.0  # an idle keep-alive connection is closed after this
+    max_connections: int = 1024  # open connections; uvicorn answers 503 to requests beyond
+    workers: int = 2  # threads that parse JSON and decode images (each holds one request's work)
     batch_window_ms: float = 0.0  # extra wait for more requests to join a batch (0: only those that
     #                               queued while the model was busy; measured best, BENCHMARKS.md)
     max_batch_size: int = 32  # images per model call; on 2 CPU cores throughput is flat beyond 32
@@ -62,10 +81,14 @@ class ServeLimits:
 class RequestError(Exception):
     """A request the server refuses: becomes `{"error": message}` with `status`."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, headers: dict | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers or {}
+
+
+RETRY_AFTER_S = 1  # what a 503 asks a client to wait: the queue drains in well under a second at full load
 
 
 # ---------------------------------------------------------------- batching
@@ -173,14 +196,102 @@ class Batcher:
             start += len(images)
 
 
+# ---------------------------------------------------------------- admission: work slots and a bounded queue
+
+class Admission:
+    """At most `slots` requests do work at once; up to `queue_size` more wait in arrival order.
+
+    Like TF Serving's batch queue and Triton's `max_queue_size`: a burst waits instead of being refused, and
+    only a full queue is turned away (503 + Retry-After). A waiting request gives up at its deadline (504).
+    Hand-written because asyncio.Semaphore belongs to one event loop and cannot say how many wait.
+    """
+
+    def __init__(self, slots: int, queue_size: int):
+        self.slots, self.queue_size = slots, queue_size
+        self.active = 0
+        self._waiting = collections.deque()  # futures of queued requests, oldest first
+
+    @property
+    def waiting(self) -> int:
+        return sum(not future.done() for future in self._waiting)
+
+    @contextlib.asynccontextmanager
+    async def slot(self, deadline: float):
+        """Hold a work slot inside the block; RequestError 503 (queue full) or 504 (deadline passed)."""
+        if self.active < self.slots and not self.waiting:
+            self.active += 1
+        else:
+            await self._wait(deadline)
+        try:
+            yield
+        finally:
+            self._release()
+
+    async def _wait(self, deadline: float) -> None:
+        if self.waiting >= self.queue_size:
+            raise RequestError(503, f"server busy: {self.slots} requests at work and {self.queue_size} queued; "
+                                    f"retry later", {"retry-after": str(RETRY_AFTER_S)})
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.append(future)
+        try:
+            await asyncio.wait_for(asyncio.shield(future), max(0.0, deadline - time.monotonic()))
+        except asyncio.TimeoutError:
+            if self._leave(future):
+                raise _deadline_error("waiting for a work slot") from None
+        except BaseException:  # cancelled: the client left, or the request's deadline passed
+            if not self._leave(future):
+                self._release()
+            raise
+
+    @staticmethod
+    def _leave(future) -> bool:
+        """Leave the queue; False when a slot was already handed to this request (it now holds one)."""
+        if future.done():
+            return False
+        future.cancel()
+        return True
+
+    def _release(self) -> None:
+        while self._waiting:
+            future = self._waiting.popleft()
+            if not future.done():
+                future.set_result(None)  # the slot passes straight to the oldest waiting request
+                return
+        self.active -= 1
+
+
+def _deadline_error(stage: str) -> "RequestError":
+    return RequestError(504, f"the request did not finish within its deadline ({stage})")
+
+
 # ---------------------------------------------------------------- input parsing (no web framework here)
 
-def decode_upload(content: bytes, name: str, image_size, max_pixels: int) -> np.ndarray:
-    """An uploaded image file → uint8 (H, W, 3); RequestError 413 over the pixel limit, 400 if unreadable."""
+def decode_images(contents: list, image_size, limits: ServeLimits, deadline: float) -> np.ndarray:
+    """Image files [(name, bytes)] → uint8 (N, H, W, 3), for a worker thread.
+
+    Every header is read first: one image over max_image_pixels, or all of them together over
+    max_request_pixels, is refused (413) before any pixel is decoded; past `deadline` (time.monotonic())
+    decoding stops between images (504). Unreadable files are 400.
+    """
+    total = 0
+    for name, content in contents:
+        total += _image_call(data.decoded_pixel_count, content, name, image_size, limits.max_image_pixels)
+    if total > limits.max_request_pixels:
+        raise RequestError(413, f"the request's images add up to {total:,} pixels to decode, over the limit of "
+                                f"{limits.max_request_pixels:,}")
+    images = []
+    for name, content in contents:
+        if time.monotonic() > deadline:
+            raise _deadline_error("decoding images")
+        images.append(_image_call(data.decode_image, content, name, image_size, limits.max_image_pixels))
+    return np.stack(images)
+
+
+def _image_call(function, content: bytes, name: str, image_size, max_pixels: int):
     if not content:
         raise RequestError(400, f"{name}: empty file")
     try:
-        return data.decode_image(content, image_size, max_pixels=max_pixels)
+        return function(content, image_size, max_pixels=max_pixels)
     except data.ImageTooLargeError as error:
         raise RequestError(413, f"{name}: {error}") from None
     except data.ImageDecodeError as error:
@@ -197,12 +308,18 @@ def parse_json_body(body: bytes):
         raise RequestError(400, f"JSON Parse error: {str(error)[:200]}") from None
 
 
-def instances_to_batch(request: dict, input_name: str, input_shape, limits: ServeLimits):
+def predict_body_to_batch(body: bytes, input_name: str, input_shape, limits: ServeLimits, deadline: float):
+    """A TF Serving predict body (bytes) → (float32 batch, response key); all the work, for a worker thread."""
+    return instances_to_batch(parse_json_body(body), input_name, input_shape, limits, deadline)
+
+
+def instances_to_batch(request: dict, input_name: str, input_shape, limits: ServeLimits,
+                       deadline: float = float("inf")):
     """A TF Serving predict body → (float32 (N, H, W, C) batch, "predictions" or "outputs").
 
     Accepts the row format {"instances": [...]} and the columnar {"inputs": [...]}; each instance is an
     H x W x 3 array of numbers in 0-255, {"b64": base64 image file} (any size; resized), or either of them
-    under the model's input name ({input_name: ...}).
+    under the model's input name ({input_name: ...}). Image files are decoded as `decode_images` does.
     """
     if not isinstance(request, dict):
         raise RequestError(400, 'the body must be a JSON object with "instances" or "inputs"')
@@ -221,8 +338,11 @@ def instances_to_batch(request: dict, input_name: str, input_shape, limits: Serv
         raise RequestError(400, f'"{key}" is empty')
     if len(instances) > limits.max_instances:
         raise RequestError(400, f'"{key}" has {len(instances)} images; the limit is {limits.max_instances}')
-    images = [_instance_to_image(_unwrap_named(item, input_name), index, input_shape, limits)
+    images = [_instance_to_image(_unwrap_named(item, input_name), index, input_shape)
               for index, item in enumerate(instances)]
+    files = [(f"instance {index}", image) for index, image in enumerate(images) if isinstance(image, bytes)]
+    decoded = iter(decode_images(files, input_shape[:2], limits, deadline) if files else [])
+    images = [next(decoded) if isinstance(image, bytes) else image for image in images]
     return np.stack(images).astype(np.float32), ("predictions" if key == "instances" else "outputs")
 
 
@@ -235,15 +355,15 @@ def _unwrap_named(item, input_name: str):
     return item
 
 
-def _instance_to_image(item, index: int, input_shape, limits: ServeLimits) -> np.ndarray:
+def _instance_to_image(item, index: int, input_shape):
+    """An instance → float32 pixels (H, W, C), or the bytes of an image file still to decode."""
     if isinstance(item, dict):
         if set(item) != {"b64"} or not isinstance(item["b64"], str):
             raise RequestError(400, f'instance {index}: expected {{"b64": "<base64 image>"}}')
         try:
-            content = base64.b64decode(item["b64"], validate=True)
+            return base64.b64decode(item["b64"], validate=True)
         except (binascii.Error, ValueError):
             raise RequestError(400, f"instance {index}: b64 is not valid base64") from None
-        return decode_upload(content, f"instance {index}", input_shape[:2], limits.max_image_pixels)
     try:
         pixels = np.asarray(item)
     except (ValueError, TypeError):  # ragged nesting, or deeper than numpy's 64 dimensions
@@ -290,55 +410,82 @@ def model_metadata(name: str, classifier, input_name: str, version: str = "1") -
 
 # ---------------------------------------------------------------- the ASGI guard and the app
 
+DEADLINE_KEY = "imagerec.deadline"  # in the ASGI scope: the request's deadline, on time.monotonic()'s clock
+
+
 class RequestGuard:
-    """ASGI middleware: the concurrency cap (503) and the body limit (413), before any route runs.
+    """ASGI middleware, before any route runs: the body's read deadline (408) and size limit (413), then a
+    work slot (`Admission`), all within the request's deadline (504).
 
     Starlette has no global body limit, and a chunked upload has no Content-Length to check, so the body is
-    read here, counted as it arrives, and replayed to the app only when it fits.
+    read here, counted as it arrives, and replayed to the app only when it is complete and fits. Nothing
+    counts against the concurrency cap until then: a client that sends its body slowly holds no slot.
     """
 
     def __init__(self, app, limits: ServeLimits):
         self.app = app
         self.limits = limits
-        self.in_flight = 0
+        self.admission = Admission(limits.max_concurrent, limits.max_queue)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        send = _with_server_timing(send, time.perf_counter())
+        send = _ResponseTracker(_with_server_timing(send, time.perf_counter()))
         if scope["method"] not in ("POST", "PUT", "PATCH"):
             return await self.app(scope, receive, send)
-        if self.in_flight >= self.limits.max_concurrent:
-            return await _send_error(send, 503, f"over {self.limits.max_concurrent} requests in flight; retry later")
-        self.in_flight += 1
+        deadline = time.monotonic() + self.limits.timeout_s
+        scope[DEADLINE_KEY] = deadline
         try:
-            body = await self._read_body(scope, receive, send)
-            if body is not None:
-                await self.app(scope, _replay(body), send)
-        finally:
-            self.in_flight -= 1
+            body = await self._read_body(scope, receive, min(deadline, time.monotonic() + self.limits.read_timeout_s))
+            async with self.admission.slot(deadline):
+                await asyncio.wait_for(self.app(scope, _replay(body), send), max(0.0, deadline - time.monotonic()))
+        except asyncio.TimeoutError:
+            if not send.started:
+                await _send_error(send, _deadline_error("while it was handled"))
+        except RequestError as error:
+            if not send.started:
+                await _send_error(send, error)
+        except _ClientGone:
+            pass
 
-    async def _read_body(self, scope, receive, send):
+    async def _read_body(self, scope, receive, read_deadline: float) -> bytes:
         limit = self.limits.max_body_bytes
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and not declared.isdigit():
-            await _send_error(send, 400, "invalid Content-Length")
-            return None
+        if declared is not None and not (declared.isdigit() and declared.isascii()):
+            raise RequestError(400, "invalid Content-Length")
         if declared is not None and int(declared) > limit:
-            await _send_error(send, 413, f"request body over the limit of {limit} bytes")
-            return None
+            raise RequestError(413, f"request body over the limit of {limit} bytes")
         chunks, size = [], 0
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, read_deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                raise RequestError(408, f"the request body did not arrive within {self.limits.read_timeout_s:g} s",
+                                   {"connection": "close"}) from None
             if message["type"] == "http.disconnect":
-                return None
+                raise _ClientGone
             size += len(message.get("body", b""))
             if size > limit:
-                await _send_error(send, 413, f"request body over the limit of {limit} bytes")
-                return None
+                raise RequestError(413, f"request body over the limit of {limit} bytes")
             chunks.append(message.get("body", b""))
             if not message.get("more_body", False):
                 return b"".join(chunks)
+
+
+class _ClientGone(Exception):
+    """The client disconnected before its request was complete: nobody to answer."""
+
+
+class _ResponseTracker:
+    """An ASGI send that remembers whether the response has started (after which no error can be sent)."""
+
+    def __init__(self, send):
+        self._send, self.started = send, False
+
+    async def __call__(self, message):
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self._send(message)
 
 
 def _with_server_timing(send, started: float):
@@ -366,18 +513,18 @@ def _replay(body: bytes):
     return receive
 
 
-async def _send_error(send, status: int, message: str) -> None:
-    body = json.dumps({"error": message}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+async def _send_error(send, error: RequestError) -> None:
+    body = json.dumps({"error": error.message}).encode()
+    headers = {"content-type": "application/json", "content-length": str(len(body)), "connection": "close",
+               **error.headers}
+    await send({"type": "http.response.start", "status": error.status,
+                "headers": [(name.encode(), value.encode()) for name, value in headers.items()]})
     await send({"type": "http.response.body", "body": body})
 
 
 def create_app(classifier, name: str = "cifar10", limits: ServeLimits | None = None):
     """The FastAPI app serving `classifier` (an imagerec Classifier) as model `name`."""
     from fastapi import FastAPI, Request
-    from fastapi.concurrency import run_in_threadpool
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse
     from starlette.exceptions import HTTPException
@@ -387,14 +534,20 @@ def create_app(classifier, name: str = "cifar10", limits: ServeLimits | None = N
     input_name = "image"
     page_template = PAGE_FILE.read_text(encoding="utf-8").replace("{{MODEL}}", _html(name))  # read once
     app = FastAPI(title=f"imagerec: {name}", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.batcher = batcher
+    # JSON parsing and decoding hold the GIL for long stretches: a few threads bound how many requests do it at
+    # once (and the memory their parsed bodies take), and keep the event loop free for everyone else.
+    workers = concurrent.futures.ThreadPoolExecutor(max_workers=limits.workers, thread_name_prefix="imagerec-parse")
+    app.state.batcher, app.state.workers = batcher, workers
     app.add_middleware(RequestGuard, limits=limits)
 
-    async def infer(images: np.ndarray) -> np.ndarray:
+    async def in_worker(work):
+        return await asyncio.get_running_loop().run_in_executor(workers, work)
+
+    async def infer(images: np.ndarray, deadline: float) -> np.ndarray:
         try:
-            return await asyncio.wait_for(batcher.predict(images), limits.timeout_s)
+            return await asyncio.wait_for(batcher.predict(images), max(0.0, deadline - time.monotonic()))
         except asyncio.TimeoutError:
-            raise RequestError(504, f"inference did not finish within {limits.timeout_s:g} s") from None
+            raise _deadline_error("inference") from None
 
     def check_model(model_name: str, version: str | None = None) -> str:
         if model_name != name or version not in (None, "1"):
@@ -405,7 +558,7 @@ def create_app(classifier, name: str = "cifar10", limits: ServeLimits | None = N
 
     @app.exception_handler(RequestError)
     async def request_error(request, error: RequestError):
-        return JSONResponse({"error": error.message}, status_code=error.status)
+        return JSONResponse({"error": error.message}, status_code=error.status, headers=error.headers)
 
     @app.exception_handler(HTTPException)
     async def http_error(request, error: HTTPException):
@@ -442,20 +595,19 @@ def create_app(classifier, name: str = "cifar10", limits: ServeLimits | None = N
         if not uploads:
             raise RequestError(400, "no image in the request: POST multipart/form-data with one or more files")
         contents = [(upload.filename or key, await upload.read()) for key, upload in uploads]
-        images = await run_in_threadpool(lambda: np.stack([
-            decode_upload(content, filename, classifier.input_shape[:2], limits.max_image_pixels)
-            for filename, content in contents]))
-        probabilities = await infer(images.astype(np.float32))
+        deadline = request.scope[DEADLINE_KEY]
+        images = await in_worker(lambda: decode_images(contents, classifier.input_shape[:2], limits, deadline))
+        probabilities = await infer(images.astype(np.float32), deadline)
         return {"model": name, "predictions": [
             {"filename": filename, "top": evaluate.top_k_labels(row, classifier.class_names, top_k)}
             for (filename, _), row in zip(contents, probabilities)]}
 
     async def tf_predict(request: Request, model_name: str, version: str | None = None):
         check_model(model_name, version)
-        body = await request.body()
-        batch, key = await run_in_threadpool(  # parsing a 16 MB body takes ~0.4 s: off the event loop
-            lambda: instances_to_batch(parse_json_body(body), input_name, classifier.input_shape, limits))
-        probabilities = await infer(batch)
+        body, deadline = await request.body(), request.scope[DEADLINE_KEY]
+        batch, key = await in_worker(  # parsing a 16 MB body takes ~0.4 s: off the event loop
+            lambda: predict_body_to_batch(body, input_name, classifier.input_shape, limits, deadline))
+        probabilities = await infer(batch, deadline)
         return {key: probabilities.tolist()}
 
     def check_get(model_name: str, version: str | None) -> str:
@@ -480,7 +632,8 @@ def create_app(classifier, name: str = "cifar10", limits: ServeLimits | None = N
 
 
 def _parse_top_k(text: str, num_classes: int) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= num_classes:
+    # ASCII digits only: str.isdigit() also accepts "²" (which int() refuses) and "١" or "５" (which it takes).
+    if not re.fullmatch(r"[0-9]{1,4}", text) or not 1 <= int(text) <= num_classes:
         raise RequestError(400, f"top_k must be a whole number from 1 to {num_classes}, got {text[:20]!r}")
     return int(text)
 
@@ -491,15 +644,79 @@ def _html(text: str) -> str:
     return html.escape(text, quote=True)
 
 
+MAX_HEADER_BYTES = 16 * 1024  # request line + headers; more is 400 (h11's incomplete-event limit)
+
+
 def run_server(classifier, host: str = "127.0.0.1", port: int = 8500, name: str = "cifar10",
-          limits: ServeLimits | None = None) -> None:
+               limits: ServeLimits | None = None) -> None:
     """Run the service until interrupted (uvicorn, one process; the model on its own thread)."""
     import uvicorn
 
+    limits = limits or ServeLimits()
     app = create_app(classifier, name, limits)
     app.state.batcher.warm_up(classifier.input_shape)
     # TensorFlow and the model leave ~400,000 Python objects that every full garbage collection would walk
     # (~160 ms here, stalling all requests: it was the p95 latency). Freeze them out of the collector.
     gc.collect()
     gc.freeze()
-    uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
+    uvicorn.run(app, host=host, port=port, log_level="info", server_header=False,
+                http=header_deadline_protocol(limits.read_timeout_s), timeout_keep_alive=limits.keep_alive_s,
+                limit_concurrency=limits.max_connections, h11_max_incomplete_event_size=MAX_HEADER_BYTES)
+
+
+def header_deadline_protocol(read_timeout_s: float):
+    """uvicorn's h11 protocol with a deadline on each request's request line and headers.
+
+    uvicorn closes idle keep-alive connections, but has no deadline for a request whose headers never finish:
+    a client that sends half a request line, or drips one byte at a time (slowloris), holds its connection
+    forever. Here a connection has `read_timeout_s` from its opening, or from its previous response, until its
+    next request's headers are complete; then it is answered 408 and closed. The body's deadline is
+    RequestGuard's.
+    """
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeaderDeadlineProtocol(H11Protocol):
+        _header_timer = None
+
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            self._arm_header_deadline()
+
+        def handle_events(self):
+            cycle = self.cycle
+            super().handle_events()
+            if self.cycle is not cycle:  # a request's headers are complete
+                self._disarm_header_deadline()
+
+        def on_response_complete(self):
+            self._arm_header_deadline()  # for the next request on this keep-alive connection
+            super().on_response_complete()
+
+        def connection_lost(self, exc):
+            self._disarm_header_deadline()
+            super().connection_lost(exc)
+
+        def _arm_header_deadline(self):
+            self._disarm_header_deadline()
+            self._header_timer = self.loop.call_later(read_timeout_s, self._headers_too_slow)
+
+        def _disarm_header_deadline(self):
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _headers_too_slow(self):
+            self._header_timer = None
+            if self.transport.is_closing():
+                return
+            if self.conn.trailing_data[0]:  # part of a request came: say why it is cut off
+                body = json.dumps({"error": f"the request's headers did not arrive within {read_timeout_s:g} s"})
+                self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+                                     b"content-length: %d\r\nconnection: close\r\n\r\n%s"
+                                     % (len(body), body.encode()))
+            with contextlib.suppress(h11.LocalProtocolError):
+                self.conn.send(h11.ConnectionClosed())
+            self.transport.close()
+
+    return HeaderDeadlineProtocol

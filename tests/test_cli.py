@@ -99,6 +99,10 @@ def _one_line_error(capsys, argv, match):
     (["train", "--recipe", "seed", "--epochs", "0", "--aug-epochs", "0"], "nothing to train"),
     (["train", "--aug-epochs", "2"], "recipe 'fast' has no setting(s): augmented_epochs"),
     (["frobnicate"], "invalid choice"),
+    (["train", "--seed", "-5"], "must be from 0 to 4294967295"),
+    (["train", "--seed", "4294967296"], "must be from 0 to 4294967295"),
+    (["train", "--out", ""], "empty string"),
+    (["export", "model.keras", "--format", "onnx", "--out", " "], "empty string"),
 ])
 def test_nonsense_options_are_one_line_errors(capsys, argv, match):
     _one_line_error(capsys, argv, match)
@@ -239,3 +243,79 @@ def test_tensorboard_logs_are_written_into_the_run_directory(cifar_subset, tmp_p
 def test_tensorboard_missing_is_a_one_line_error_naming_the_extra(capsys, monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "tensorboard", None)  # as if it were not installed
     _one_line_error(capsys, ["train", "--tensorboard", "--data", str(tmp_path)], "pip install 'imagerec[tensorboard]'")
+
+
+def test_an_unknown_model_is_refused_before_data_or_files(capsys, tmp_path):
+    run_dir = tmp_path / "run"
+    argv = ["train", "--data", str(tmp_path / "no-data-here"), "--model", "resnet9000", "--out", str(run_dir)]
+    _one_line_error(capsys, argv, "unknown model 'resnet9000'")  # not "data path does not exist"
+    assert not run_dir.exists()
+    _one_line_error(capsys, argv, "unknown model 'resnet9000'")  # and again: not "already holds files"
+
+
+def test_names_from_models_and_files_reach_the_terminal_escaped(seed_run, cifar_subset, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(seed_run, run_dir)
+    info = json.loads((run_dir / saving.MODEL_INFO_FILE).read_text())
+    info["class_names"] = ["\x1b[2J\x1b[31mred"] + info["class_names"][1:]
+    (run_dir / saving.MODEL_INFO_FILE).write_text(json.dumps(info))
+    images = tmp_path / "images"
+    images.mkdir()
+    for index, photo in enumerate(sorted((cifar_subset / "test" / "airplane").iterdir())[:5]):
+        shutil.copy(photo, images / f"{index}.jpg")
+    (images / "bad\nimagerec: forged line.jpg").write_bytes(b"not an image")
+    result = run_cli("predict", run_dir, images, "--top-k", 10)
+    assert "\x1b" not in result.stdout + result.stderr  # no raw escape code
+    assert "\\x1b[31mred" in result.stdout
+    skipped = [line for line in result.stderr.splitlines() if "skipped" in line]
+    assert len(skipped) == 1 and "bad\\nimagerec: forged line.jpg" in skipped[0]
+    assert not any(line.startswith("imagerec: forged") for line in result.stderr.splitlines())
+
+
+def test_a_model_with_two_or_spatial_outputs_is_refused_by_every_command(capsys, tmp_path):
+    import keras
+
+    inputs = keras.Input(shape=(32, 32, 3))
+    features = keras.layers.Conv2D(10, 3, padding="same", activation="softmax")(inputs)
+    flat = keras.layers.Dense(10, activation="softmax")(keras.layers.GlobalAveragePooling2D()(features))
+    keras.Model(inputs, [flat, flat]).save(tmp_path / "two.keras")
+    keras.Model(inputs, features).save(tmp_path / "spatial.keras")
+    image = tmp_path / "image.png"
+    Image.new("RGB", (32, 32)).save(image)
+    _one_line_error(capsys, ["predict", str(tmp_path / "two.keras"), str(image)], "has 2 outputs")
+    _one_line_error(capsys, ["predict", str(tmp_path / "spatial.keras"), str(image)], "output shape is (None, 32, 32, 10)")
+    result = run_cli("serve", tmp_path / "spatial.keras", "--port", _free_port(), timeout=120)
+    assert result.returncode == 2 and "not an image classifier" in result.stderr  # refuses to start
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_corrupt_keras_file_and_non_gzip_archive_say_what_they_are(capsys, tmp_path):
+    (tmp_path / "model.keras").write_bytes(b"garbage, not a zip")
+    _one_line_error(capsys, ["predict", str(tmp_path / "model.keras"), str(tmp_path)], "not a .keras file")
+    (tmp_path / "data.tar.gz").write_bytes(b"plain text, not gzip")
+    _one_line_error(capsys, ["train", "--data", str(tmp_path / "data.tar.gz"), "--out", str(tmp_path / "run")],
+                    "not a gzip file")
+
+
+def test_an_unknown_function_in_a_model_names_it_and_the_way_out(tmp_path):
+    script = f"""
+import keras
+@keras.saving.register_keras_serializable(package="mine")
+def doubled(x):
+    return 2 * x
+inputs = keras.Input((32, 32, 3))
+keras.Model(inputs, keras.layers.Dense(10, activation=doubled)(keras.layers.Flatten()(inputs))).save({str(tmp_path / "custom.keras")!r})
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, timeout=300)
+    Image.new("RGB", (32, 32)).save(tmp_path / "image.png")
+    result = run_cli("predict", tmp_path / "custom.keras", tmp_path / "image.png")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "'mine>doubled'" in result.stderr and "--trust-model" in result.stderr
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -239,3 +239,67 @@ def test_a_large_jpeg_is_decoded_at_a_reduced_scale_with_the_same_result():
     with Image.open(io.BytesIO(content)) as full:
         reference = np.asarray(full.convert("RGB").resize((32, 32), Image.Resampling.BILINEAR)).astype(int)
     assert np.abs(reduced - reference).mean() < 3  # the same picture, to within JPEG's own error
+
+
+def _bomb_archive(path: Path, suffix: str, big_bytes: int = 50 * 10**6) -> Path:
+    """A valid image tree plus one file of zeros that compresses ~1000x: an archive bomb in miniature."""
+    tree = path.parent / "bomb-tree"
+    for split in ("train", "test"):
+        for name in ("cat", "dog"):
+            _save(tree / split / name / "a.png", _rgb((1, 2, 3)))
+    (tree / "train" / "cat" / "zeros.bin").write_bytes(bytes(big_bytes))
+    archive = path.with_suffix(suffix) if suffix == ".zip" else path.with_name(path.name + suffix)
+    if suffix == ".zip":
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as handle:
+            for file in sorted(tree.rglob("*")):
+                handle.write(file, file.relative_to(tree.parent))
+    else:
+        with tarfile.open(archive, "w:gz") as handle:
+            handle.add(tree, arcname="bomb-tree")
+    return archive
+
+
+@pytest.mark.parametrize("suffix", [".zip", ".tar.gz"])
+def test_an_archive_bomb_is_refused_and_nothing_is_left_in_the_cache(suffix, tmp_path):
+    archive = _bomb_archive(tmp_path / "data", suffix)
+    assert archive.stat().st_size < 200_000  # 50 MB of zeros inside
+    with pytest.raises(UserError, match=r"expands to 50\.0 MB, over the limit of .*100x the archive's size"):
+        data.load_dataset(str(archive), cache_dir=tmp_path / "cache")
+    assert not any(path.is_file() for path in (tmp_path / "cache").rglob("*"))  # no partial extraction
+    with pytest.raises(UserError, match=r"over the limit of 10\.0 MB \(--max-extract-gb\)"):
+        data.load_dataset(str(archive), cache_dir=tmp_path / "cache", max_extract_bytes=10**7)
+    loaded = data.load_dataset(str(archive), cache_dir=tmp_path / "cache", max_extract_bytes=10**8)
+    assert loaded.class_names == ("cat", "dog") and loaded.skipped_count == 1  # zeros.bin is no image
+
+
+def test_a_zip_that_lies_about_its_sizes_is_stopped(tmp_path):
+    """The central directory's sizes are what zipfile enforces while extracting: a lie ends in an error."""
+    archive = _bomb_archive(tmp_path / "data", ".zip", big_bytes=10**6)
+    content = bytearray(archive.read_bytes())
+    # Declare 1,000 bytes for zeros.bin in its central-directory entry (uncompressed size at offset 24).
+    entry = content.rindex(b"PK\x01\x02", 0, content.index(b"zeros.bin", content.index(b"PK\x01\x02")))
+    content[entry + 24:entry + 28] = (1000).to_bytes(4, "little")
+    archive.write_bytes(bytes(content))
+    with pytest.raises(UserError, match="cannot read archive"):
+        data.load_dataset(str(archive), cache_dir=tmp_path / "cache")
+    assert not any(path.is_file() for path in (tmp_path / "cache").rglob("*"))
+
+
+def test_a_cifar_pickle_archive_bomb_is_refused_before_reading_into_memory(tmp_path):
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as handle:
+        for name, size in (("batches.meta", 10), ("test_batch", 10), ("data_batch_1", 50 * 10**6)):
+            member = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            member.size = size
+            handle.addfile(member, io.BytesIO(bytes(size)))
+    with pytest.raises(UserError, match="over the limit"):
+        data.load_dataset(str(archive), cache_dir=tmp_path / "cache")
+
+
+def test_a_file_name_with_a_newline_stays_on_the_warning_line(tmp_path, capsys):
+    for split in ("train", "test"):
+        _save(tmp_path / "tree" / split / "cat" / "a.png", _rgb((1, 2, 3)))
+    (tmp_path / "tree" / "train" / "cat" / "bad\nimagerec: forged.jpg").write_bytes(b"nope")
+    data.load_dataset(str(tmp_path / "tree"), cache_dir=tmp_path / "cache", progress=False)
+    warning = [line for line in capsys.readouterr().err.splitlines() if "skipped" in line]
+    assert len(warning) == 1 and "bad\\nimagerec: forged.jpg" in warning[0]

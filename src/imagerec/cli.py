@@ -11,8 +11,15 @@ import sys
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # argparse prints usage + error; users asked for one clear line
-        print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
+        _say(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
         raise SystemExit(2)
+
+
+def _say(text: str, **options) -> None:
+    """print() for text that can hold names from users' files and models: control characters escaped."""
+    from imagerec.errors import printable
+
+    print(printable(text), **options)
 
 
 def _positive_int(text: str) -> int:
@@ -34,6 +41,19 @@ def _int(text: str) -> int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+
+
+def _seed(text: str) -> int:
+    value = _int(text)
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be from 0 to {2**32 - 1}, got {value}")
+    return value
+
+
+def _folder(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must name a folder, got an empty string")
+    return text
 
 
 def _fraction(text: str) -> float:
@@ -74,10 +94,13 @@ def _add_data_options(parser) -> None:
     parser.add_argument("--val-split", type=_fraction, default=0.2,
                         help="fraction of each class held out as the test split when the data has no test/ "
                              "(default 0.2)")
-    parser.add_argument("--seed", type=_int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=_seed, default=0, help="random seed, 0 to 4294967295 (default 0)")
     parser.add_argument("--cache-dir", default=None,
                         help="where decoded arrays and extracted archives are cached "
                              "(default $IMAGEREC_CACHE or ~/.cache/imagerec)")
+    parser.add_argument("--max-extract-gb", type=_positive_float, default=None,
+                        help="largest size an archive may expand to (default: 100x the archive's size, which no "
+                             "image archive reaches and every archive bomb does)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="training recipe: the airbench-style 'fast' (10 epochs, the default), 'fast_medium' (8) "
                             "or 'fast_small' (4), or 'seed' (the original tutorial)")
     _add_data_options(train)
-    train.add_argument("--out", default=None, help="run directory (default runs/<timestamp>)")
+    train.add_argument("--out", type=_folder, default=None, help="run directory (default runs/<timestamp>)")
     train.add_argument("--epochs", type=_non_negative_int, default=None,
                        help="epochs: seed's phase 1 on original images (10), or fast's total (10)")
     train.add_argument("--aug-epochs", type=_non_negative_int, default=None,
@@ -125,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run_dir", help="a run directory written by `imagerec train`")
     _add_data_options(report)
     report.set_defaults(data=None)  # default: the data the run was trained on (its metrics.json)
-    report.add_argument("--out", default=None, help="where to write the report (default RUN_DIR/report)")
+    report.add_argument("--out", type=_folder, default=None, help="where to write the report (default RUN_DIR/report)")
 
     predict = commands.add_parser("predict", help="top-k labels for image files or folders")
     predict.add_argument("model", help="a .keras, .h5 or .weights.h5 file, a SavedModel folder or a run directory")
@@ -137,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("model", help="a run directory, or a .keras/.h5/.weights.h5 file")
     export.add_argument("--format", required=True, choices=("keras", "h5", "savedmodel", "tflite", "onnx"),
                         help="tflite and onnx need: pip install 'imagerec[export]'")
-    export.add_argument("--out", default=None,
+    export.add_argument("--out", type=_folder, default=None,
                         help="file to write (default exports/model.<format>); for savedmodel the model's folder, "
                              "the export going in its next version folder OUT/1/, OUT/2/... (default exports/model)")
     export.add_argument("--quantize", choices=("int8",), default=None,
@@ -241,14 +264,14 @@ def main(argv=None) -> int:
         return {"train": _train, "evaluate": _evaluate, "predict": _predict, "report": _report,
                 "export": _export, "serve": _serve}[arguments.command](arguments)
     except UserError as error:
-        print(f"imagerec: error: {error}", file=sys.stderr)
+        _say(f"imagerec: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("imagerec: interrupted", file=sys.stderr)
+        _say("imagerec: interrupted", file=sys.stderr)
         return 130
     except OSError as error:  # the disk or the file system said no (permissions, space, a vanished folder)
         where = f": {error.filename}" if error.filename else ""
-        print(f"imagerec: error: {error.strerror or error}{where}", file=sys.stderr)
+        _say(f"imagerec: error: {error.strerror or error}{where}", file=sys.stderr)
         return 2
 
 
@@ -256,7 +279,9 @@ def _load_data(arguments, image_size=(32, 32)):
     from imagerec import data
 
     return data.load_dataset(arguments.data, image_size=image_size, val_split=arguments.val_split,
-                             seed=arguments.seed, cache_dir=arguments.cache_dir)
+                             seed=arguments.seed, cache_dir=arguments.cache_dir,
+                             max_extract_bytes=None if arguments.max_extract_gb is None
+                             else int(arguments.max_extract_gb * 1e9))
 
 
 def _train(arguments) -> int:
@@ -275,12 +300,14 @@ def _train(arguments) -> int:
     out = arguments.out or str(fileio.default_run_dir())
     if not arguments.resume and arguments.strategy != "multiworker":  # workers share --out; the chief checks it
         fileio.prepare_empty_dir(out, create=False)
-    dataset = _load_data(arguments)  # before TensorFlow loads: bad data fails fast
     _import_tensorflow_quietly()
-    from imagerec import distribute, train
+    from imagerec import distribute, models, train
+
+    models.check_model_name(recipe.model)  # every option is checked before data is loaded or a file written
+    dataset = _load_data(arguments)
 
     strategy = distribute.make_strategy(arguments.strategy)  # before any other TensorFlow work
-    print(f"imagerec: {dataset.source}: {len(dataset.y_train)} train / {len(dataset.y_test)} test images, "
+    _say(f"imagerec: {dataset.source}: {len(dataset.y_train)} train / {len(dataset.y_test)} test images, "
           f"{dataset.num_classes} classes; recipe {recipe.name} ({recipe.total_epochs} epochs)"
           f"{_strategy_note(strategy)}", flush=True)
     callbacks = []
@@ -291,7 +318,7 @@ def _train(arguments) -> int:
     result = train.train(dataset, recipe, out, seed=arguments.seed, strategy=strategy, callbacks=callbacks,
                          resume=arguments.resume, deterministic=arguments.deterministic)
     metrics = result.metrics
-    print(f"imagerec: test accuracy {metrics['test_accuracy']:.4f}, loss {metrics['test_loss']:.4f}; "
+    _say(f"imagerec: test accuracy {metrics['test_accuracy']:.4f}, loss {metrics['test_loss']:.4f}; "
           f"trained in {metrics['train_wall_s']:.0f} s; run directory "
           f"{result.run_dir if distribute.is_chief(strategy) else '(written by the chief)'}")
     if not arguments.no_report and distribute.is_chief(strategy):
@@ -300,7 +327,7 @@ def _train(arguments) -> int:
         classifier = saving.Classifier.from_keras(result.model, dataset.class_names, result.run_dir)
         report.write_report(result.run_dir / "report", classifier, dataset.x_test, dataset.y_test,
                             run_dir=result.run_dir, dataset=dataset, probabilities=result.test_probabilities)
-        print(f"imagerec: report in {result.run_dir / 'report' / 'report.html'}")
+        _say(f"imagerec: report in {result.run_dir / 'report' / 'report.html'}")
     return 0
 
 
@@ -378,7 +405,7 @@ def _evaluate(arguments) -> int:
     if arguments.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"{arguments.model} ({classifier.format}): test accuracy {result['accuracy']:.4f}, "
+        _say(f"{arguments.model} ({classifier.format}): test accuracy {result['accuracy']:.4f}, "
               f"loss {result['loss']:.4f} on {result['count']} images of {dataset.source}")
     return 0
 
@@ -398,7 +425,7 @@ def _report(arguments) -> int:
     out_dir = arguments.out or os.path.join(run_dir, "report")
     numbers = report.write_report(out_dir, classifier, dataset.x_test, dataset.y_test, run_dir=run_dir,
                                   dataset=dataset)
-    print(f"imagerec: report in {os.path.join(out_dir, 'report.html')}: top-1 {100 * numbers['top1_accuracy']:.2f}%, "
+    _say(f"imagerec: report in {os.path.join(out_dir, 'report.html')}: top-1 {100 * numbers['top1_accuracy']:.2f}%, "
           f"top-3 {100 * numbers['top3_accuracy']:.2f}%, ECE {100 * numbers['calibration']['expected_calibration_error']:.2f}% "
           f"on {numbers['count']} test images")
     return 0
@@ -419,18 +446,20 @@ def _predict(arguments) -> int:
     else:
         _print_table(predictions)
     for error in errors:
-        print(f"imagerec: skipped {error['path']}: {error['error']}", file=sys.stderr)
+        _say(f"imagerec: skipped {error['path']}: {error['error']}", file=sys.stderr)
     if not predictions:
-        print("imagerec: error: none of the files is a readable image", file=sys.stderr)
+        _say("imagerec: error: none of the files is a readable image", file=sys.stderr)
         return 2
     return 1 if errors else 0
 
 
 def _print_table(predictions) -> None:
-    width = max(len(item["path"]) for item in predictions) if predictions else 0
+    from imagerec.errors import printable
+
+    width = max(len(printable(item["path"])) for item in predictions) if predictions else 0
     for item in predictions:
         labels = "  ".join(f"{top['label']} {100 * top['probability']:5.1f}%" for top in item["top"])
-        print(f"{item['path']:<{width}}  {labels}")
+        _say(f"{printable(item['path']):<{width}}  {labels}")
 
 
 def _run_data_source(model_path) -> str:
@@ -470,7 +499,10 @@ def _export(arguments) -> int:
     result = export.export_model(classifier, out, arguments.format, dataset.x_test[check], dataset.y_test[check],
                                  quantize=arguments.quantize, calibration_images=dataset.x_train[calibration],
                                  version=arguments.version)
-    print(json.dumps(result.as_dict(), indent=2) if arguments.json else f"imagerec: exported {export.describe(result)}")
+    if arguments.json:
+        print(json.dumps(result.as_dict(), indent=2))  # JSON escapes control characters itself
+    else:
+        _say(f"imagerec: exported {export.describe(result)}")
     return 0
 
 
@@ -492,9 +524,9 @@ def _serve(arguments) -> int:
 
     classifier = saving.load_model(arguments.model, trust_model=arguments.trust_model)
     if arguments.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"imagerec: warning: listening on {arguments.host}: anyone who can reach this machine can use the "
+        _say(f"imagerec: warning: listening on {arguments.host}: anyone who can reach this machine can use the "
               f"model (there is no authentication)", file=sys.stderr)
-    print(f"imagerec: serving {arguments.model} ({classifier.format}, {len(classifier.class_names)} classes) as "
+    _say(f"imagerec: serving {arguments.model} ({classifier.format}, {len(classifier.class_names)} classes) as "
           f"'{arguments.name}' on http://{arguments.host}:{arguments.port}/", flush=True)
     serve.run_server(classifier, arguments.host, arguments.port, arguments.name, limits)
     return 0

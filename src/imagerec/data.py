@@ -16,13 +16,14 @@ import pickle
 import sys
 import tarfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from imagerec import fileio
-from imagerec.errors import UserError
+from imagerec.errors import UserError, printable
 
 CACHE_FORMAT_VERSION = 2  # bump when decoding changes, so old caches are not reused (2: JPEG draft)
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".zip")
@@ -167,13 +168,14 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 
 def load_dataset(source: str = "cifar10", image_size=(32, 32), val_split: float = 0.2,
-                 seed: int = 0, cache_dir=None, progress: bool = True) -> Dataset:
+                 seed: int = 0, cache_dir=None, progress: bool = True, max_extract_bytes: int | None = None) -> Dataset:
     """Load a dataset from `source` as uint8 arrays.
 
     `source` is "cifar10" (Keras download), an image-folder tree with `train/<class>/` and optionally
     `test/<class>/`, an archive (.tar.gz, .tgz, .zip) of such a tree, the official
     `cifar-10-python.tar.gz`, or an extracted `cifar-10-batches-py` folder. Without a test split,
-    `val_split` of each class (stratified, seeded) becomes the test split. Raises UserError.
+    `val_split` of each class (stratified, seeded) becomes the test split. An archive whose members add up to
+    more than `max_extract_bytes` (default: 100x the archive's size) is refused. Raises UserError.
     """
     image_size = tuple(image_size)
     if not 0 < val_split < 1:
@@ -182,13 +184,13 @@ def load_dataset(source: str = "cifar10", image_size=(32, 32), val_split: float 
         dataset = _load_keras_cifar10(image_size)
     else:
         cache = Path(cache_dir) if cache_dir else default_cache_dir()
-        dataset = _load_path(Path(source).expanduser(), image_size, cache, progress)
+        dataset = _load_path(Path(source).expanduser(), image_size, cache, progress, max_extract_bytes)
     if len(dataset.y_test) == 0:
         dataset = _split_off_test(dataset, val_split, seed)
     return dataset
 
 
-def _load_path(path: Path, image_size, cache: Path, progress: bool) -> Dataset:
+def _load_path(path: Path, image_size, cache: Path, progress: bool, max_extract_bytes: int | None) -> Dataset:
     if not path.exists():
         raise UserError(f"data path does not exist: {path}")
     if path.is_dir():
@@ -198,8 +200,8 @@ def _load_path(path: Path, image_size, cache: Path, progress: bool) -> Dataset:
     if not path.name.lower().endswith(ARCHIVE_SUFFIXES):
         raise UserError(f"--data must be a folder or a .tar.gz/.tgz/.zip archive, got {path}")
     if path.name.lower().endswith((".tar.gz", ".tgz")) and _is_cifar_pickle_tar(path):
-        return _load_cifar_pickle_tar(path, image_size)
-    extracted = _extract_archive(path, cache)
+        return _load_cifar_pickle_tar(path, image_size, max_extract_bytes)
+    extracted = _extract_archive(path, cache, max_extract_bytes)
     return _load_folder_cached(_find_tree_root(extracted), image_size, cache, progress, label=str(path))
 
 
@@ -304,54 +306,99 @@ def _load_cifar_pickle_folder(path: Path, image_size) -> Dataset:
 
 
 def _is_cifar_pickle_tar(path: Path) -> bool:
-    try:
-        with tarfile.open(path, "r:*") as archive:
-            for member in archive:
-                return member.name.rstrip("/").split("/")[0] == "cifar-10-batches-py"
-    except (tarfile.TarError, OSError, EOFError) as error:
-        raise UserError(f"cannot read archive {path}: {error}") from error
+    with _reading_archive(path), tarfile.open(path, "r:gz") as archive:
+        for member in archive:
+            return member.name.rstrip("/").split("/")[0] == "cifar-10-batches-py"
     return False
 
 
-def _load_cifar_pickle_tar(path: Path, image_size) -> Dataset:
+def _load_cifar_pickle_tar(path: Path, image_size, max_extract_bytes: int | None) -> Dataset:
     files = {}
-    try:
-        with tarfile.open(path, "r:*") as archive:
-            for member in archive:
-                name = Path(member.name).name
-                if member.isfile() and (name in ("batches.meta", "test_batch")
-                                        or name.startswith("data_batch_")):
-                    files[name] = archive.extractfile(member).read()
-    except (tarfile.TarError, OSError, EOFError) as error:
-        raise UserError(f"cannot read archive {path}: {error}") from error
+    with _reading_archive(path), tarfile.open(path, "r:gz") as archive:
+        wanted = [member for member in archive.getmembers() if member.isfile() and _is_cifar_batch(member.name)]
+        _check_expansion(path, sum(member.size for member in wanted), max_extract_bytes)
+        for member in wanted:  # tarfile reads exactly the declared size of each member
+            files[Path(member.name).name] = archive.extractfile(member).read()
     return _assemble_cifar(files, image_size, source=str(path))
 
 
+def _is_cifar_batch(member_name: str) -> bool:
+    name = Path(member_name).name
+    return name in ("batches.meta", "test_batch") or name.startswith("data_batch_")
+
+
+@contextlib.contextmanager
+def _reading_archive(path: Path):
+    """Turn the many ways a damaged or mislabelled archive fails into one line."""
+    try:
+        yield
+    except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError, zlib.error) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserError(f"cannot read archive {path}: {reason}") from None
+
+
 # ---------------------------------------------------------------- archives of image folders
+
+# Images barely compress (JPEG and PNG are compressed already), so an image archive expands about 1-3x; an
+# archive bomb expands a thousandfold. Unless --max-extract-gb says otherwise, this ratio is the limit.
+EXPANSION_RATIO_LIMIT = 100
+
+
+def _check_expansion(path: Path, total_bytes: int, max_extract_bytes: int | None) -> None:
+    """UserError when the archive's members add up to more than the limit (see EXPANSION_RATIO_LIMIT)."""
+    if max_extract_bytes is not None:
+        limit, why = max_extract_bytes, "--max-extract-gb"
+    else:
+        limit, why = EXPANSION_RATIO_LIMIT * path.stat().st_size, f"{EXPANSION_RATIO_LIMIT}x the archive's size"
+    if total_bytes > limit:
+        raise UserError(f"{path} expands to {_size_text(total_bytes)}, over the limit of {_size_text(limit)} "
+                        f"({why}); if the archive is genuine, raise --max-extract-gb")
+
+
+def _size_text(size_bytes: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size_bytes >= scale:
+            return f"{size_bytes / scale:.1f} {unit}"
+    return f"{size_bytes} bytes"
+
 
 def _file_key(path: Path) -> str:
     stat = path.stat()
     return hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
 
 
-def _extract_archive(path: Path, cache: Path) -> Path:
-    """Extract once into the cache (keyed by path, size, mtime); later calls reuse the folder."""
+def _extract_archive(path: Path, cache: Path, max_extract_bytes: int | None = None) -> Path:
+    """Extract once into the cache (keyed by path, size, mtime); later calls reuse the folder.
+
+    The members' declared sizes are summed before anything is written, and counted again as each member is
+    written (zipfile and tarfile both stop at a member's declared size); over the limit, nothing is left.
+    """
     target = cache / "extracted" / f"{path.name}-{_file_key(path)}"
     if target.is_dir():
         return target
-    print(f"imagerec: extracting {path} to {target}", file=sys.stderr)
-    try:
-        with fileio.atomic_path(target) as temporary:
-            temporary.mkdir()
-            if path.name.lower().endswith(".zip"):
-                with zipfile.ZipFile(path) as archive:
-                    archive.extractall(temporary)  # zipfile strips absolute and ".." parts itself
-            else:
-                with tarfile.open(path, "r:*") as archive:
-                    archive.extractall(temporary, filter="data")  # refuses links/paths out of the folder
-    except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as error:
-        raise UserError(f"cannot extract archive {path}: {error}") from error
+    print(printable(f"imagerec: extracting {path} to {target}"), file=sys.stderr)
+    with _reading_archive(path), fileio.atomic_path(target) as temporary:
+        temporary.mkdir()
+        if path.name.lower().endswith(".zip"):
+            with zipfile.ZipFile(path) as archive:
+                members = [(info, info.file_size) for info in archive.infolist()]
+                # zipfile strips absolute and ".." parts itself
+                _extract_counted(path, members, lambda info: archive.extract(info, temporary), max_extract_bytes)
+        else:
+            with tarfile.open(path, "r:gz") as archive:
+                members = [(member, member.size if member.isfile() else 0) for member in archive.getmembers()]
+                _extract_counted(path, members, lambda member: archive.extract(member, temporary, filter="data"),
+                                 max_extract_bytes)  # the "data" filter refuses links/paths out of the folder
     return target
+
+
+def _extract_counted(path: Path, members: list, extract, max_extract_bytes: int | None) -> None:
+    _check_expansion(path, sum(size for _, size in members), max_extract_bytes)
+    written = 0
+    for member, size in members:
+        extract(member)
+        written += size
+        _check_expansion(path, written, max_extract_bytes)
 
 
 def _find_tree_root(path: Path) -> Path:
@@ -460,11 +507,12 @@ def _warn_skipped(skipped: list) -> None:
         return
     listed = "; ".join(f"{item['path']} ({item['reason']})" for item in skipped[:3])
     more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
-    print(f"imagerec: warning: skipped {len(skipped)} unreadable file(s): {listed}{more}", file=sys.stderr)
+    print(printable(f"imagerec: warning: skipped {len(skipped)} unreadable file(s): {listed}{more}"), file=sys.stderr)
 
 
 def _show_progress(done: int, total: int, label: str) -> None:
     """A one-line bar on a terminal; a line every 10% in logs (a bar would fill a log with noise)."""
+    label = printable(label)
     if sys.stderr.isatty():
         if done == total or done % 200 == 0:
             filled = 30 * done // total

@@ -7,3 +7,12 @@ the CLI prints its message as one line and exits 2. Anything else is a bug and k
 
 class UserError(Exception):
     """Bad input from the user; the message says what is wrong and what to do."""
+
+
+def printable(text) -> str:
+    """`text` with control and other invisible characters escaped (`\\x1b`, `\\n`, `\\u202e`).
+
+    File names and class names come from users' data and models; printed raw, an escape sequence in one
+    could drive the terminal, and a newline could forge a line of output.
+    """
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in str(text))

@@ -21,11 +21,16 @@ def register_model(builder):
     return builder
 
 
-def build_model(name: str, num_classes: int, input_shape=(32, 32, 3)) -> keras.Model:
+def check_model_name(name: str) -> None:
+    """UserError unless `name` is a registered model."""
     from imagerec.errors import UserError
 
     if name not in MODELS:
         raise UserError(f"unknown model {name!r}; choose one of: {', '.join(sorted(MODELS))}")
+
+
+def build_model(name: str, num_classes: int, input_shape=(32, 32, 3)) -> keras.Model:
+    check_model_name(name)
     return MODELS[name](tuple(input_shape), int(num_classes))
 
 

@@ -18,8 +18,10 @@ for them; any artefact that no longer matches its manifest is refused. `trust_mo
 
 import dataclasses
 import json
+import re
 import tempfile
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -204,13 +206,25 @@ def _from_keras_model(model, path: Path, format_name: str) -> Classifier:
     if len(model.inputs) != 1:
         raise UserError(f"{path} has {len(model.inputs)} inputs; an image classifier has one")
     _image_input_shape(model.inputs[0].shape, path)  # raises for a model that does not take images
-    num_classes = int(model.outputs[0].shape[-1])
+    if len(model.outputs) != 1:
+        raise UserError(f"{path} has {len(model.outputs)} outputs; an image classifier has one")
+    num_classes = _class_count(model.outputs[0].shape, path)
     return Classifier.from_keras(model, _class_names(path, num_classes), path, format_name)
+
+
+def _class_count(output_shape, path: Path) -> int:
+    """K of an output of shape (batch, K): one probability per class; UserError for any other shape."""
+    shape = tuple(output_shape)
+    if len(shape) != 2 or shape[1] is None:
+        raise UserError(f"{path} is not an image classifier: its output shape is {shape}, expected (batch, classes)")
+    return int(shape[1])
 
 
 def _load_keras(source: Path, path: Path, format_name: str, safe_mode: bool = True) -> Classifier:
     import keras
 
+    if format_name == "keras" and not zipfile.is_zipfile(source):
+        raise UserError(f"cannot load model {path}: it is not a .keras file (those are zip archives), or it is damaged")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -219,7 +233,13 @@ def _load_keras(source: Path, path: Path, format_name: str, safe_mode: bool = Tr
         if safe_mode and "safe_mode" in str(error):
             raise UserError(f"refusing to load {path}: it needs to run arbitrary Python code to load (e.g. a Lambda "
                             f"layer), which Keras' safe mode blocks; {_TRUST_HINT}") from None
-        raise UserError(f"cannot load model {path}: {_first_line(error)}") from error
+        unknown = re.search(r"Could not locate (?:function|class) '([^']{1,100})'", str(error))
+        if unknown:
+            raise UserError(f"cannot load model {path}: it names {unknown.group(1)!r}, a function or class this "
+                            f"Python does not have; import the code that registers it (keras.saving."
+                            f"register_keras_serializable) before loading; if it also needs arbitrary code to "
+                            f"load, {_TRUST_HINT}") from None
+        raise UserError(f"cannot load model {path}: {_first_line(error).replace(str(source), str(path))}") from error
     return _from_keras_model(model, path, format_name)
 
 
@@ -233,7 +253,7 @@ def _load_weights(source: Path, path: Path) -> Classifier:
     try:
         model.load_weights(source)
     except Exception as error:  # noqa: BLE001
-        raise UserError(f"cannot load weights {path}: {_first_line(error)}") from error
+        raise UserError(f"cannot load weights {path}: {_first_line(error).replace(str(source), str(path))}") from error
     return _from_keras_model(model, path, "weights")
 
 
@@ -244,14 +264,16 @@ def _load_saved_model(source: Path, path: Path) -> Classifier:
         loaded = tf.saved_model.load(str(source))
         signature = loaded.signatures["serving_default"]
     except Exception as error:  # noqa: BLE001
-        raise UserError(f"cannot load SavedModel {path}: {_first_line(error)}") from error
+        raise UserError(f"cannot load SavedModel {path}: {_first_line(error).replace(str(source), str(path))}") from error
     input_specs = signature.structured_input_signature[1]
     if len(input_specs) != 1:
         raise UserError(f"{path} has {len(input_specs)} inputs; an image classifier has one")
     (input_name, spec), = input_specs.items()
     input_shape = _image_input_shape(spec.shape, path)
-    output_name = sorted(signature.structured_outputs)[0]
-    num_classes = int(signature.structured_outputs[output_name].shape[-1])
+    if len(signature.structured_outputs) != 1:
+        raise UserError(f"{path} has {len(signature.structured_outputs)} outputs; an image classifier has one")
+    (output_name, output_spec), = signature.structured_outputs.items()
+    num_classes = _class_count(output_spec.shape, path)
 
     def predict_batch(batch):
         return signature(**{input_name: tf.constant(batch, dtype=spec.dtype)})[output_name]

@@ -91,6 +91,7 @@ def train(dataset, recipe, run_dir=None, seed: int = 0, verbose: int | None = No
     Raises UserError if `run_dir` already holds files (unless resuming) or the model does not suit the recipe.
     """
     strategy = strategy or tf.distribute.get_strategy()
+    _check_options(recipe, seed, run_dir)  # before any file is written
     if resume and distribute.is_multiworker(strategy):
         raise UserError("--resume is not supported with --strategy multiworker yet: restart the workers instead")
     check_precision(recipe.mixed_precision)  # settings the run cannot use fail before any file is written
@@ -110,6 +111,14 @@ def train(dataset, recipe, run_dir=None, seed: int = 0, verbose: int | None = No
     finally:
         if not chief:
             shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _check_options(recipe, seed: int, run_dir) -> None:
+    models.check_model_name(recipe.model)
+    if isinstance(seed, bool) or not (isinstance(seed, (int, np.integer)) and 0 <= seed < 2**32):
+        raise UserError(f"the seed must be a whole number from 0 to {2**32 - 1}, got {seed!r}")
+    if run_dir is not None and not str(run_dir).strip():
+        raise UserError("the run directory is an empty name; pass a folder (or None for runs/<timestamp>)")
 
 
 def _train_in(run_dir, dataset, recipe, seed, verbose, callbacks, validate_each_epoch, strategy) -> RunResult:

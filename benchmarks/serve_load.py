@@ -1,6 +1,14 @@
 """Benchmark: requests/s and latency of `imagerec serve` under load, with and without request batching.
 
     python benchmarks/serve_load.py runs/fast-small --concurrency 1 8 32 --duration-s 15 --max-requests 3000
+    python benchmarks/serve_load.py runs/fast-small --modes batched --concurrency 200 --slow-clients 100 \
+        --parse-load 32
+
+`--slow-clients N` first opens N connections that start a request and stop (a quarter mid-headers, the rest
+after one byte of a declared 1,000-byte body), then sends 20 valid requests from other clients and reports their
+statuses and slowest latency, and how long the server takes to cut the slow ones off. `--parse-load N` sends N
+concurrent ~15 MB JSON bodies (256 instances of float pixels each) while polling `GET /healthz` every 20 ms,
+and reports the health check's latency percentiles and the server's peak resident memory (VmHWM).
 
 Starts the real server (uvicorn, loopback only) once per mode, then for each concurrency level runs that many
 clients, each sending TF Serving REST requests (`POST /v1/models/cifar10:predict`, one 32x32 test image as a
@@ -14,11 +22,14 @@ on what the server does alone. Request bodies are encoded before timing starts.
 
 import argparse
 import asyncio
+import collections
+import concurrent.futures
 import json
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import httpx
@@ -51,13 +62,13 @@ def start_server(model: str, batching: bool, extra: list) -> tuple:
 
 
 async def load(url: str, bodies: list, concurrency: int, duration_s: float, max_requests: int) -> dict:
-    latencies, server_ms, errors, sent = [], [], 0, 0
+    latencies, server_ms, statuses, sent = [], [], collections.Counter(), 0
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
         stop_at = time.perf_counter() + duration_s
 
         async def client_loop(worker: int):
-            nonlocal errors, sent
+            nonlocal sent
             while time.perf_counter() < stop_at and sent < max_requests:
                 body = bodies[(worker + sent) % len(bodies)]
                 sent += 1
@@ -65,21 +76,109 @@ async def load(url: str, bodies: list, concurrency: int, duration_s: float, max_
                 try:
                     response = await client.post("/v1/models/cifar10:predict", content=body,
                                                  headers={"Content-Type": "application/json"})
-                    ok = response.status_code == 200
-                    server_ms.append(float(response.headers["server-timing"].split("dur=")[1]))
+                    statuses[response.status_code] += 1
+                    if response.status_code == 200:
+                        server_ms.append(float(response.headers["server-timing"].split("dur=")[1]))
                 except httpx.HTTPError:
-                    ok = False
+                    statuses["connection error"] += 1
                 latencies.append(time.perf_counter() - started)
-                errors += not ok
 
         started = time.perf_counter()
         await asyncio.gather(*(client_loop(worker) for worker in range(concurrency)))
         wall_s = time.perf_counter() - started
     milliseconds = np.array(latencies) * 1000
-    return {"concurrency": concurrency, "requests": len(latencies), "errors": errors, "wall_s": round(wall_s, 2),
-            "requests_per_s": round(len(latencies) / wall_s, 1),
+    return {"concurrency": concurrency, "requests": len(latencies), "errors": len(latencies) - statuses[200],
+            "share_503": round(statuses[503] / max(1, len(latencies)), 4),
+            "statuses": {str(status): count for status, count in sorted(statuses.items(), key=str)},
+            "wall_s": round(wall_s, 2), "requests_per_s": round(len(latencies) / wall_s, 1),
             **{f"p{q}_ms": round(float(np.percentile(milliseconds, q)), 1) for q in (50, 95, 99)},
-            **{f"server_p{q}_ms": round(float(np.percentile(server_ms, q)), 1) for q in (50, 95, 99)}}
+            **{f"server_p{q}_ms": round(float(np.percentile(server_ms, q)), 1) if server_ms else None
+               for q in (50, 95, 99)}}
+
+
+def slow_clients(url: str, count: int, body: bytes, valid: int = 20, wait_s: float = 30.0) -> dict:
+    """`count` stalled requests, then `valid` good ones from other clients; then how the stalled ones end."""
+    host, port = url.removeprefix("http://").split(":")
+    stalled = []
+    for index in range(count):
+        connection = socket.create_connection((host, int(port)), timeout=60)
+        connection.sendall(b"POST /v1/models/cifar10:predict HTTP/1.1\r\nHost: x\r\n" + (
+            b"X-Slow: 1" if index % 4 == 0 else b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"))
+        stalled.append(connection)
+    opened = time.perf_counter()
+    time.sleep(0.5)
+
+    def one_request(_):
+        started = time.perf_counter()
+        call = urllib.request.Request(url + "/v1/models/cifar10:predict", data=body, method="POST",
+                                      headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(call, timeout=60) as response:
+                status = response.status
+        except urllib.error.HTTPError as error:
+            status = error.code
+        except OSError:
+            status = "connection error"
+        return status, time.perf_counter() - started
+
+    with concurrent.futures.ThreadPoolExecutor(valid) as pool:
+        answers = list(pool.map(one_request, range(valid)))
+    endings = collections.Counter()
+    for connection in stalled:
+        connection.settimeout(max(0.1, opened + wait_s - time.perf_counter()))
+        try:
+            reply = connection.recv(64)
+            endings["408" if reply.startswith(b"HTTP/1.1 408") else "closed" if not reply else reply[:12].decode()] += 1
+        except OSError:
+            endings[f"still open after {wait_s:g} s"] += 1
+        connection.close()
+    return {"slow_clients": count, "valid_requests": valid,
+            "valid_statuses": dict(collections.Counter(str(status) for status, _ in answers)),
+            "valid_slowest_s": round(max(seconds for _, seconds in answers), 3),
+            "slow_clients_ended_after_s": round(time.perf_counter() - opened, 1), "slow_clients_ended": dict(endings)}
+
+
+async def parse_load(url: str, count: int, server_pid: int) -> dict:
+    """`count` concurrent ~15 MB JSON bodies while /healthz is polled every 20 ms."""
+    rng = np.random.default_rng(0)
+    pixels = (rng.random((256, 32, 32, 3)) * 255).tolist()  # float64 reprs: ~18 characters per number
+    body = json.dumps({"instances": pixels}).encode()
+    health_ms, statuses = [], collections.Counter()
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=httpx.Limits(max_connections=count + 1)) as client:
+        done = asyncio.Event()
+
+        async def poll():
+            while not done.is_set():
+                started = time.perf_counter()
+                await client.get("/healthz")
+                health_ms.append(1000 * (time.perf_counter() - started))
+                await asyncio.sleep(0.02)
+
+        async def big(_):
+            response = await client.post("/v1/models/cifar10:predict", content=body,
+                                         headers={"Content-Type": "application/json"})
+            statuses[response.status_code] += 1
+
+        poller = asyncio.create_task(poll())
+        started = time.perf_counter()
+        await asyncio.gather(*(big(index) for index in range(count)))
+        wall_s = time.perf_counter() - started
+        done.set()
+        await poller
+    return {"bodies": count, "body_mb": round(len(body) / 1e6, 1), "statuses": dict(statuses),
+            "wall_s": round(wall_s, 1), "healthz_checks": len(health_ms),
+            **{f"healthz_p{q}_ms": round(float(np.percentile(health_ms, q)), 1) for q in (50, 99)},
+            "healthz_max_ms": round(max(health_ms), 1), "server_peak_rss_mb": peak_rss_mb(server_pid)}
+
+
+def peak_rss_mb(pid: int):
+    try:
+        for line in open(f"/proc/{pid}/status", encoding="ascii"):
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024)
+    except OSError:
+        return None
+    return None
 
 
 def request_bodies(count: int) -> list:
@@ -92,10 +191,12 @@ def request_bodies(count: int) -> list:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", help="a run directory or model file, as for `imagerec serve`")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--concurrency", type=int, nargs="*", default=[1, 8, 32])
     parser.add_argument("--duration-s", type=float, default=15.0, help="per level (default 15)")
     parser.add_argument("--max-requests", type=int, default=3000, help="per level (default 3000)")
     parser.add_argument("--modes", nargs="+", choices=("batched", "unbatched"), default=["batched", "unbatched"])
+    parser.add_argument("--slow-clients", type=int, default=0, help="also run the slow-client scenario")
+    parser.add_argument("--parse-load", type=int, default=0, help="also run the parse-load scenario")
     parser.add_argument("--server-option", action="append", default=[],
                         help="extra `imagerec serve` option, e.g. --server-option=--batch-window-ms=5")
     parser.add_argument("--json-out", default=None, help="also write the results here")
@@ -107,19 +208,26 @@ def main() -> None:
         try:
             asyncio.run(load(url, bodies, 4, 3.0, 200))  # warm-up: graph tracing, connection pools
             for concurrency in arguments.concurrency:
-                row = {"mode": mode, **asyncio.run(load(url, bodies, concurrency, arguments.duration_s,
-                                                        arguments.max_requests))}
-                results.append(row)
-                print(json.dumps(row), flush=True)
+                results.append({"mode": mode, **asyncio.run(load(url, bodies, concurrency, arguments.duration_s,
+                                                                 arguments.max_requests))})
+                print(json.dumps(results[-1]), flush=True)
+            if arguments.slow_clients:
+                results.append({"mode": mode, **slow_clients(url, arguments.slow_clients, bodies[0])})
+                print(json.dumps(results[-1]), flush=True)
+            if arguments.parse_load:
+                results.append({"mode": mode, **asyncio.run(parse_load(url, arguments.parse_load, server.pid))})
+                print(json.dumps(results[-1]), flush=True)
         finally:
             server.terminate()
             server.wait(timeout=30)
-    print("\n| mode | clients | requests | errors | requests/s | p50 ms | p95 ms | p99 ms | server p50 / p95 / p99 ms |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("\n| mode | clients | requests | errors | 503 share | requests/s | p50 ms | p95 ms | p99 ms | "
+          "server p50 / p95 / p99 ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in results:
-        print(f"| {row['mode']} | {row['concurrency']} | {row['requests']} | {row['errors']} | "
-              f"{row['requests_per_s']} | {row['p50_ms']} | {row['p95_ms']} | {row['p99_ms']} | "
-              f"{row['server_p50_ms']} / {row['server_p95_ms']} / {row['server_p99_ms']} |")
+        if "concurrency" in row:
+            print(f"| {row['mode']} | {row['concurrency']} | {row['requests']} | {row['errors']} | "
+                  f"{100 * row['share_503']:.1f}% | {row['requests_per_s']} | {row['p50_ms']} | {row['p95_ms']} | "
+                  f"{row['p99_ms']} | {row['server_p50_ms']} / {row['server_p95_ms']} / {row['server_p99_ms']} |")
     if arguments.json_out:
         with open(arguments.json_out, "w", encoding="utf-8") as handle:
             json.dump(results, handle, indent=2)

@@ -164,17 +164,9 @@ def test_tampered_saved_model_is_refused_without_running_it(seed_run, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(seed_run, run_dir)
     marker = tmp_path / "marker"
-
-    class Hostile(tf.Module):
-        @tf.function(input_signature=[tf.TensorSpec([None, 32, 32, 3], tf.float32)])
-        def serve(self, images):
-            tf.io.write_file(str(marker), "graph ops ran")
-            return {"output_0": tf.ones([tf.shape(images)[0], 10]) / 10}
-
-    hostile = Hostile()
     target = run_dir / saving.SAVED_MODEL_DIR
     shutil.rmtree(target)
-    tf.saved_model.save(hostile, str(target), signatures={"serving_default": hostile.serve})
+    _hostile_saved_model(target, marker)
     with pytest.raises(UserError, match="changed after imagerec wrote it"):
         saving.load_model(target)
     with pytest.raises(UserError, match="changed after imagerec wrote it"):

@@ -411,6 +411,7 @@ def model_metadata(name: str, classifier, input_name: str, version: str = "1") -
 # ---------------------------------------------------------------- the ASGI guard and the app
 
 DEADLINE_KEY = "imagerec.deadline"  # in the ASGI scope: the request's deadline, on time.monotonic()'s clock
+MIN_BODY_RATE_BYTES_S = 100_000  # each 100 kB of body received extends its read deadline by 1 s
 
 
 class RequestGuard:
@@ -436,7 +437,7 @@ class RequestGuard:
         deadline = time.monotonic() + self.limits.timeout_s
         scope[DEADLINE_KEY] = deadline
         try:
-            body = await self._read_body(scope, receive, min(deadline, time.monotonic() + self.limits.read_timeout_s))
+            body = await self._read_body(scope, receive, time.monotonic() + self.limits.read_timeout_s)
             async with self.admission.slot(deadline):
                 await asyncio.wait_for(self.app(scope, _replay(body), send), max(0.0, deadline - time.monotonic()))
         except asyncio.TimeoutError:
@@ -457,10 +458,15 @@ class RequestGuard:
             raise RequestError(413, f"request body over the limit of {limit} bytes")
         chunks, size = [], 0
         while True:
+            # Like Apache's mod_reqtimeout (body=10,MinRate=...): the deadline moves on with every byte that
+            # arrives at the minimum rate, so a large body on a busy server is not cut off, while a client that
+            # drips gains nothing. The request's own deadline still bounds it (the caller's `deadline`).
+            extended = min(read_deadline + size / MIN_BODY_RATE_BYTES_S, scope[DEADLINE_KEY])
             try:
-                message = await asyncio.wait_for(receive(), max(0.0, read_deadline - time.monotonic()))
+                message = await asyncio.wait_for(receive(), max(0.0, extended - time.monotonic()))
             except asyncio.TimeoutError:
-                raise RequestError(408, f"the request body did not arrive within {self.limits.read_timeout_s:g} s",
+                raise RequestError(408, f"the request body did not arrive within {self.limits.read_timeout_s:g} s "
+                                        f"(plus 1 s per {MIN_BODY_RATE_BYTES_S // 1000} kB received)",
                                    {"connection": "close"}) from None
             if message["type"] == "http.disconnect":
                 raise _ClientGone

@@ -218,8 +218,8 @@ def _add_serve_limits(parser) -> None:
                         help=f"deadline of a request from its arrival: body, parsing, decoding, queue and "
                              f"inference; later gets 504 (default {default.timeout_s:g})")
     limits.add_argument("--read-timeout-s", type=_positive_float, default=default.read_timeout_s,
-                        help=f"time for a request's headers, and then for its body, to arrive; slower gets 408 "
-                             f"(default {default.read_timeout_s:g})")
+                        help=f"time for a request's headers, and then for its body, to arrive (the body's grows by 1 s "
+                             f"per 100 kB received); slower gets 408 (default {default.read_timeout_s:g})")
     limits.add_argument("--keep-alive-s", type=_positive_float, default=default.keep_alive_s,
                         help=f"an idle keep-alive connection is closed after this (default {default.keep_alive_s:g})")
     limits.add_argument("--max-connections", type=_positive_int, default=default.max_connections,

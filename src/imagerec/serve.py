@@ -14,8 +14,9 @@ within a short window) are concatenated into one batch, so throughput grows with
 parsing and image decoding run in a small pool of worker threads, also off the event loop.
 
 Limits (`ServeLimits`) guard memory and time, in the order a request meets them:
-  1. its request line and headers, then its body, must arrive within `read_timeout_s` (408): a slow client
-     holds a connection, never a slot (`HeaderDeadlineProtocol`, `RequestGuard`);
+  1. its request line and headers, then its body, must arrive within `read_timeout_s` (408; the body's time
+     grows by 1 s per 100 kB received): a slow client holds a connection, never a slot
+     (`header_deadline_protocol`, `RequestGuard`);
   2. the body size is enforced on the bytes actually received (a chunked body has no Content-Length) (413);
   3. only a complete request takes one of `max_concurrent` work slots; over that it waits in a queue of
      `max_queue` (`Admission`), and only a full queue answers 503 with Retry-After;

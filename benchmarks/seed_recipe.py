@@ -18,7 +18,7 @@ from pathlib import Path
 import keras
 
 import imagerec
-from imagerec import recipes, train
+from imagerec import machine, recipes, train
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -56,7 +56,7 @@ def main() -> None:
     recipe = recipes.get_recipe("seed")
     timer = EpochTimer()
     run_dir = Path(arguments.out or tempfile.mkdtemp(prefix="seed-benchmark-"))
-    result = train.train(dataset, recipe, run_dir, seed=arguments.seed, callbacks=[timer])
+    result = train.train(dataset, recipe, run_dir, seed=arguments.seed, callbacks=[timer], report=False)
     append_result(arguments, dataset, result, timer.seconds, load_s)
 
 
@@ -71,7 +71,7 @@ def append_result(arguments, dataset, result, epoch_seconds, load_s) -> None:
     lines = [
         f"\n### Seed recipe, {arguments.label} — {datetime.date.today().isoformat()}\n",
         f"- Command: `python benchmarks/seed_recipe.py --data {arguments.data}` (commit {arguments.commit}, seed {arguments.seed})",
-        f"- Machine: {train.cpu_name()}, {os.cpu_count()} cores, CPU only, float32",
+        f"- Machine: {machine.cpu_name()}, {os.cpu_count()} cores, CPU only, float32",
         f"- Versions: imagerec {versions['imagerec']}, TensorFlow {versions['tensorflow']}, Keras {versions['keras']}, "
         f"NumPy {versions['numpy']}, Python {versions['python']}",
         f"- Data load (decode or cache): {load_s:.1f} s; train {len(dataset.y_train)}, test {len(dataset.y_test)} images",

@@ -1,7 +1,7 @@
 """Benchmark: requests/s and latency of `imagerec serve` under load, with and without request batching.
 
-    python benchmarks/serve_load.py runs/fast-small --concurrency 1 8 32 --duration-s 15 --max-requests 3000
-    python benchmarks/serve_load.py runs/fast-small --modes batched --concurrency 200 --slow-clients 100 \
+    python benchmarks/serve_load.py runs/airbench-small --concurrency 1 8 32 --duration-s 15 --max-requests 3000
+    python benchmarks/serve_load.py runs/airbench-small --modes batched --concurrency 200 --slow-clients 100 \
         --parse-load 32
 
 `--slow-clients N` first opens N connections that start a request and stop (a quarter mid-headers, the rest

@@ -1,6 +1,6 @@
 """Benchmark: training throughput of a model on this machine (synthetic data, no accuracy).
 
-    python benchmarks/throughput.py --model fast fast_medium fast_small --jit off on --policy float32 mixed_bfloat16
+    python benchmarks/throughput.py --model airbench airbench_medium airbench_small --jit off on --policy float32 mixed_bfloat16
 
 Times training steps after a warm-up (compilation excluded) and prints images/s and achieved GFLOP/s
 (training ≈ 3 forward passes per image), for every combination of the options: with and without XLA, in
@@ -19,7 +19,7 @@ import time
 import keras
 import numpy as np
 
-from imagerec import fast_training, models, recipes, train
+from imagerec import airbench, machine, models, recipes
 
 
 def measure(model_name: str, batch_size: int, steps: int, jit: bool, policy: str = "float32") -> dict:
@@ -29,11 +29,11 @@ def measure(model_name: str, batch_size: int, steps: int, jit: bool, policy: str
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (batch_size * 2, 32, 32, 3), dtype=np.uint8)
     labels = rng.integers(0, 10, batch_size * 2).astype(np.int32)
-    models.init_fast_net(net, images[:500])
-    recipe = recipes.get_recipe("fast", model=model_name, batch_size=batch_size)
-    trainer = fast_training.FastTrainer(net, recipe)
+    models.init_airbench_net(net, images[:500])
+    recipe = recipes.get_recipe("airbench", model=model_name, batch_size=batch_size)
+    trainer = airbench.AirbenchTrainer(net, recipe)
     trainer.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.85, nesterov=True), jit_compile=jit)
-    stream = fast_training.fast_batches(images, labels, batch_size, steps + 2, 0, 2, True).repeat()
+    stream = airbench.airbench_batches(images, labels, batch_size, steps + 2, 0, 2, True).repeat()
     iterator = iter(stream)
     trainer.train_on_batch(*next(iterator))  # compile
     trainer.train_on_batch(*next(iterator))
@@ -49,7 +49,7 @@ def measure(model_name: str, batch_size: int, steps: int, jit: bool, policy: str
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", nargs="+", default=["fast"])
+    parser.add_argument("--model", nargs="+", default=["airbench"])
     parser.add_argument("--batch-size", type=int, nargs="+", default=[1024])
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--jit", nargs="+", choices=["on", "off"], default=["off"], help="XLA compilation")
@@ -60,7 +60,7 @@ def main() -> None:
         model_name, batch_size, steps, jit, policy = arguments.one
         print(json.dumps(measure(model_name, int(batch_size), int(steps), jit == "on", policy)), flush=True)
         return
-    print(f"{os.cpu_count()} cores, {train.cpu_name()}", flush=True)
+    print(f"{os.cpu_count()} cores, {machine.cpu_name()}", flush=True)
     for model_name, batch_size, jit, policy in itertools.product(arguments.model, arguments.batch_size,
                                                                   arguments.jit, arguments.policy):
         child = subprocess.run([sys.executable, __file__, "--one", model_name, str(batch_size),

@@ -1,6 +1,6 @@
 """Benchmark: time to reach 85/90/93/94% test accuracy, per recipe, on the full CIFAR-10 copy.
 
-    python benchmarks/time_to_accuracy.py --recipe fast --model fast_small --epochs 8 --seeds 0 1 2
+    python benchmarks/time_to_accuracy.py --recipe airbench_small --set epochs=8 --seeds 0 1 2
 
 The clock starts before the data is loaded (a cache hit; the one-off JPEG decode is reported apart) and
 includes the whitening init, model building and XLA compilation; it stops during the evaluation after
@@ -25,7 +25,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from imagerec import data, evaluate, recipes, saving, train
+from imagerec import data, evaluate, machine, models, recipes, train
+from imagerec.classifier import Classifier
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 THRESHOLDS = (0.81, 0.85, 0.90, 0.93, 0.94)
@@ -48,9 +49,9 @@ class AccuracyClock(keras.callbacks.Callback):
         if epoch + 1 < self.eval_from_epoch:
             self.epochs.append({"epoch": epoch + 1, "train_s": round(train_s, 2), "accuracy": None})
             return
-        net = getattr(self.model, "net", self.model)  # the fast recipe trains its net inside a FastTrainer
-        inference = train.inference_model(net, self.recipe)
-        classifier = saving.Classifier.from_keras(inference, self.class_names)
+        net = getattr(self.model, "net", self.model)  # the airbench recipe trains its net inside a trainer model
+        inference = models.inference_model(net, test_time_augmentation=self.recipe.test_time_augmentation)
+        classifier = Classifier.from_keras(inference, self.class_names)
         result = evaluate.evaluate(classifier, self.images, self.labels, batch_size=500)
         self.epochs.append({"epoch": epoch + 1, "train_s": round(train_s, 2), "accuracy": result["accuracy"],
                             "train_loss": float(logs.get("loss", float("nan"))) if logs else None})
@@ -79,9 +80,10 @@ def run_once(arguments, recipe, seed: int) -> dict:
                           arguments.eval_from_epoch)
     with tempfile.TemporaryDirectory(prefix="tta-benchmark-") as run_dir:
         result = train.train(dataset, recipe, Path(run_dir) / "run", seed=seed, verbose=2, callbacks=[clock],
-                             validate_each_epoch=False)
+                             validate_each_epoch=False, report=False)
     flops = result.metrics["model"]["net_forward_flops_per_image"]
-    steps = len(dataset.y_train) // recipe.batch_size if recipe.kind == "fast" else None
+    # The airbench stream drops the last partial batch; the seed stream keeps it.
+    steps = len(dataset.y_train) // recipe.batch_size if isinstance(recipe, recipes.AirbenchRecipe) else None
     images_per_epoch = steps * recipe.batch_size if steps else len(dataset.y_train)
     pure_train_s = clock.epochs[-1]["train_s"] - load_s
     reached = {f"{threshold:.2f}": next((epoch["train_s"] for epoch in clock.epochs
@@ -92,8 +94,6 @@ def run_once(arguments, recipe, seed: int) -> dict:
             "train_images_per_s": round(images_per_epoch * len(clock.epochs) / pure_train_s, 1),
             # training ≈ 3 forward passes per image (forward + two backward products)
             "achieved_gflops": round(3 * flops * images_per_epoch * len(clock.epochs) / pure_train_s / 1e9, 1)}
-
-
 
 
 def summarise(values):
@@ -110,16 +110,8 @@ def _xla(recipe) -> str:
     return "auto (off: no GPU)" if jit == "auto" else ("on" if jit else "off")
 
 
-def _typed(base, key: str, value: str):
-    """A --set value converted to the type of the recipe field it replaces."""
-    current = getattr(base, key, None)  # an unknown field: get_recipe names it
-    if value.lower() in ("true", "false") and isinstance(current, (bool, str)):
-        return value.lower() == "true"
-    return value if current is None else type(current)(value)
-
-
 def write_table(arguments, recipe, runs, results_path: Path) -> str:
-    versions = train.versions()
+    versions = machine.versions()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPOSITORY, capture_output=True,
                             text=True).stdout.strip() or "uncommitted"
     evaluated_on = f"holdout of {arguments.holdout} training images" if arguments.holdout else "test split"
@@ -134,11 +126,11 @@ def write_table(arguments, recipe, runs, results_path: Path) -> str:
         rows.append(f"| {100 * threshold:.0f}% | " + " | ".join(cells) + f" | {summary} |")
     finals = [run["final_accuracy"] for run in runs]
     text = "\n".join([
-        f"\n### Time to accuracy: recipe `{recipe.name}`, model `{recipe.model}`, {recipe.total_epochs} epochs, "
+        f"\n### Time to accuracy: recipe `{recipe.name}`, model `{recipe.model}`, {recipe.epochs} epochs, "
         f"batch {recipe.batch_size} — {arguments.label}, {datetime.date.today().isoformat()}\n",
         f"- Command: `python benchmarks/time_to_accuracy.py {' '.join(sys.argv[1:])}` (commit {commit}); "
         f"evaluated on the {evaluated_on}",
-        f"- Machine: {train.cpu_name()}, {os.cpu_count()} cores, CPU only, "
+        f"- Machine: {machine.cpu_name()}, {os.cpu_count()} cores, CPU only, "
         f"{train.PRECISION_POLICIES[getattr(recipe, 'mixed_precision', 'off')]}, XLA {_xla(recipe)}; TensorFlow "
         f"{versions['tensorflow']}, Keras {versions['keras']}, Python {versions['python']}",
         f"- Final accuracy {100 * np.mean(finals):.2f}% (± {100 * np.std(finals):.2f}, n={len(runs)}) at "
@@ -160,13 +152,9 @@ def write_table(arguments, recipe, runs, results_path: Path) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipe", default="fast")
-    parser.add_argument("--model", default=None)
-    parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--learning-rate", type=float, default=None)
+    parser.add_argument("--recipe", default=recipes.DEFAULT)
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
-                        help="any other recipe field, e.g. --set label_smoothing=0.1 translate=0")
+                        help="any recipe field, as `imagerec train --set`: e.g. --set epochs=8 label_smoothing=0.1")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--holdout", type=int, default=0, help="tune on this many held-out training images")
     parser.add_argument("--data", default=str(REPOSITORY.parent / "shared/data/cifar10-jpeg.tar.gz"))
@@ -178,14 +166,10 @@ def main() -> None:
                         help="skip the (test-time-augmented, costly) evaluation of earlier epochs")
     arguments = parser.parse_args()
 
-    overrides = dict(item.split("=", 1) for item in arguments.set)
-    base = recipes.RECIPES[arguments.recipe]
-    typed = {key: _typed(base, key, value) for key, value in overrides.items()}
-    recipe = recipes.get_recipe(arguments.recipe, epochs=arguments.epochs, model=arguments.model,
-                                batch_size=arguments.batch_size, learning_rate=arguments.learning_rate, **typed)
+    recipe = recipes.get_recipe(arguments.recipe, **recipes.parse_settings(arguments.recipe, arguments.set))
     runs = [run_once(arguments, recipe, seed) for seed in arguments.seeds]
     output = {"recipe": dataclasses.asdict(recipe), "runs": runs,
-              "holdout": arguments.holdout, "versions": train.versions(), "cpu": train.cpu_name(),
+              "holdout": arguments.holdout, "versions": machine.versions(), "cpu": machine.cpu_name(),
               "command": " ".join(sys.argv), "date": datetime.datetime.now().isoformat(timespec="seconds")}
     json_path = Path(arguments.json or tempfile.mkstemp(prefix="time_to_accuracy-", suffix=".json")[1])
     json_path.write_text(json.dumps(output, indent=2, default=str))

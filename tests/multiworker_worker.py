@@ -2,7 +2,7 @@
 
     python multiworker_worker.py DATA OUT  (TF_CONFIG set by the test)
 
-Trains a short fast_small run through the public API under MultiWorkerMirroredStrategy and prints the
+Trains a short airbench_small run through the public API under MultiWorkerMirroredStrategy and prints the
 SHA-256 of its final weights, so the test can check that every worker ends with the same model.
 """
 
@@ -18,9 +18,10 @@ def main() -> None:
     data_path, out = sys.argv[1], sys.argv[2]
     strategy = distribute.make_strategy("multiworker")  # first: before any other TensorFlow work
     dataset = data.load_dataset(data_path)
-    recipe = recipes.get_recipe("fast_small", epochs=2, batch_size=64)
-    result = train.train(dataset, recipe, out, seed=0, verbose=0, strategy=strategy)
-    digest = hashlib.sha256(b"".join(np.asarray(w).tobytes() for w in result.model.get_weights())).hexdigest()
+    recipe = recipes.get_recipe("airbench_small", epochs=2, batch_size=64)
+    result = train.train(dataset, recipe, out, seed=0, verbose=0, strategy=strategy, report=False)
+    weights = result.model.keras_model.get_weights()
+    digest = hashlib.sha256(b"".join(np.asarray(w).tobytes() for w in weights)).hexdigest()
     print(f"replicas={strategy.num_replicas_in_sync} chief={distribute.is_chief(strategy)} weights={digest}", flush=True)
 
 

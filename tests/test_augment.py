@@ -111,17 +111,3 @@ def test_alternating_flip_mirrors_every_image_on_every_other_epoch():
         np.testing.assert_array_equal(mirrored, image[:, ::-1])
 
 
-def test_test_time_views_are_the_six_airbench_views():
-    from imagerec import layers
-
-    images, _ = _batch()
-    views = layers.TestTimeViews()(images[:2].astype(np.float32)).numpy().reshape(6, 2, 32, 32, 3)
-    padded = np.pad(images[:2], [(0, 0), (1, 1), (1, 1), (0, 0)], mode="reflect").astype(np.float32)
-    expected = [images[:2], images[:2, :, ::-1], padded[:, :32, :32], padded[:, :32, :32][:, :, ::-1],
-                padded[:, 2:, 2:], padded[:, 2:, 2:][:, :, ::-1]]
-    for view, wanted in zip(views, expected):
-        np.testing.assert_array_equal(view, wanted)
-    logits = np.arange(12 * 5, dtype=np.float32).reshape(12, 5)
-    averaged = layers.TestTimeAverage()(logits).numpy()
-    weights = np.array(layers.TestTimeViews.VIEW_WEIGHTS)
-    np.testing.assert_allclose(averaged, np.tensordot(weights, logits.reshape(6, 2, 5), axes=1), rtol=1e-6)

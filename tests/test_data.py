@@ -167,7 +167,7 @@ def test_keras_download_failure_is_one_clear_error(monkeypatch, tmp_path):
     with pytest.raises(UserError) as raised:
         data.load_dataset("cifar10")
     message = str(raised.value)
-    assert "--data" in message and "cifar-10-batches-py-target_archive" in message and "\n" not in message
+    assert "`data`" in message and "cifar-10-batches-py-target_archive" in message and "\n" not in message
 
 
 @pytest.mark.parametrize("problem, match", [
@@ -218,6 +218,7 @@ def test_bad_val_split_is_refused(mixed_tree):
         data.load_dataset(str(mixed_tree), val_split=1.5)
 
 
+@pytest.mark.integration
 def test_real_cifar_subset_loads(cifar_subset, tmp_path):
     dataset = data.load_dataset(str(cifar_subset), cache_dir=tmp_path / "cache")
     assert dataset.num_classes == 10 and "airplane" in dataset.class_names
@@ -266,7 +267,7 @@ def test_an_archive_bomb_is_refused_and_nothing_is_left_in_the_cache(suffix, tmp
     with pytest.raises(UserError, match=r"expands to 50\.0 MB, over the limit of .*100x the archive's size"):
         data.load_dataset(str(archive), cache_dir=tmp_path / "cache")
     assert not any(path.is_file() for path in (tmp_path / "cache").rglob("*"))  # no partial extraction
-    with pytest.raises(UserError, match=r"over the limit of 10\.0 MB \(--max-extract-gb\)"):
+    with pytest.raises(UserError, match=r"over the limit of 10\.0 MB \(`max_extract_bytes`\)"):
         data.load_dataset(str(archive), cache_dir=tmp_path / "cache", max_extract_bytes=10**7)
     loaded = data.load_dataset(str(archive), cache_dir=tmp_path / "cache", max_extract_bytes=10**8)
     assert loaded.class_names == ("cat", "dog") and loaded.skipped_count == 1  # zeros.bin is no image

@@ -61,7 +61,7 @@ def _free_ports(count: int) -> list:
             sock.close()
 
 
-def test_two_local_workers_train_to_identical_weights_and_only_the_chief_writes(cifar_subset, tmp_path):
+def test_two_local_workers_train_to_identical_weights_and_only_the_chief_writes(image_folder, tmp_path):
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     outs = [tmp_path / f"out{index}" for index in range(2)]
@@ -70,7 +70,7 @@ def test_two_local_workers_train_to_identical_weights_and_only_the_chief_writes(
         for index in range(2):
             env = {**os.environ, "CUDA_VISIBLE_DEVICES": "",
                    "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
-            workers.append(subprocess.Popen([sys.executable, str(WORKER), str(cifar_subset), str(outs[index])],
+            workers.append(subprocess.Popen([sys.executable, str(WORKER), str(image_folder), str(outs[index])],
                                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
         results = [worker.communicate(timeout=300) for worker in workers]
     finally:

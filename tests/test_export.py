@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from imagerec import data, export, manifest, saving
+from imagerec import classifier as classifier_module
+from imagerec import export, manifest, rundir, saving, workflows
 from imagerec.errors import UserError
 
 from conftest import run_cli
@@ -14,13 +15,8 @@ OPTIONAL_RUNTIME = {"tflite": "ai_edge_litert", "onnx": "onnxruntime"}
 
 
 @pytest.fixture(scope="module")
-def subset(cifar_subset):
-    return data.load_dataset(str(cifar_subset), progress=False)
-
-
-@pytest.fixture(scope="module")
-def classifier(fast_run):
-    return saving.load_model(fast_run)
+def classifier(airbench_run):
+    return saving.load_model(airbench_run)
 
 
 def _needs_runtime(format_name):
@@ -29,93 +25,114 @@ def _needs_runtime(format_name):
 
 
 @pytest.mark.parametrize("format_name", export.FORMATS)
-def test_float_export_matches_keras_in_its_own_runtime(format_name, classifier, subset, tmp_path):
+def test_float_export_matches_keras_in_its_own_runtime(format_name, classifier, dataset, tmp_path):
     _needs_runtime(format_name)
     out = tmp_path / ("model" if format_name == "savedmodel" else f"model{export.SUFFIXES[format_name]}")
-    result = export.export_model(classifier, out, format_name, subset.x_test, subset.y_test)
+    result = export.export_model(classifier, out, format_name, dataset, check_images=len(dataset.y_test))
     assert result.path.exists() and result.size_bytes > 10_000
-    assert result.images == len(subset.x_test) and result.top1_agreement == 1.0
+    assert result.images == len(dataset.x_test) and result.top1_agreement == 1.0
     assert result.max_abs_difference <= export.FLOAT_TOLERANCE
     # Independently of export_model's own check: the file on disk gives Keras' probabilities.
-    again = export.run_export(result.path, format_name, subset.x_test[:32])
-    np.testing.assert_allclose(again, classifier.predict_proba(subset.x_test[:32]), atol=export.FLOAT_TOLERANCE)
+    again = export.run_export(result.path, format_name, dataset.x_test[:32])
+    np.testing.assert_allclose(again, classifier.predict_proba(dataset.x_test[:32]), atol=export.FLOAT_TOLERANCE)
     assert manifest.check(result.path)[0] == manifest.VERIFIED
-    assert json.loads((result.path.parent / "model.json").read_text())["class_names"] == list(subset.class_names)
+    assert json.loads((result.path.parent / "model.json").read_text())["class_names"] == list(dataset.class_names)
 
 
-def test_saved_model_goes_into_numbered_versions_that_imagerec_loads(classifier, subset, tmp_path):
-    first = export.export_model(classifier, tmp_path / "cifar10", "savedmodel", subset.x_test[:16])
-    second = export.export_model(classifier, tmp_path / "cifar10", "savedmodel", subset.x_test[:16])
+def test_saved_model_goes_into_numbered_versions_that_imagerec_loads(classifier, dataset, tmp_path):
+    first = export.export_model(classifier, tmp_path / "cifar10", "savedmodel", dataset, check_images=16)
+    second = export.export_model(classifier, tmp_path / "cifar10", "savedmodel", dataset, check_images=16)
     assert (first.path.name, second.path.name) == ("1", "2")
     with pytest.raises(UserError, match="never overwritten"):
-        export.export_model(classifier, tmp_path / "cifar10", "savedmodel", subset.x_test[:16], version=1)
+        export.export_model(classifier, tmp_path / "cifar10", "savedmodel", dataset, check_images=16, version=1)
     loaded = saving.load_model(second.path)  # vouched for by the export's manifest: no --trust-model
-    assert loaded.format == "savedmodel" and loaded.class_names == subset.class_names
+    assert loaded.format == "savedmodel" and loaded.class_names == dataset.class_names
 
 
-def test_export_into_the_run_directory_keeps_the_run_loadable(fast_run, subset, tmp_path):
+def test_export_into_the_run_directory_keeps_the_run_loadable(airbench_run, dataset, tmp_path):
     import shutil
 
     run_dir = tmp_path / "run"
-    shutil.copytree(fast_run, run_dir)
+    shutil.copytree(airbench_run, run_dir)
     info = (run_dir / "model.json").read_text()
-    export.export_model(saving.load_model(run_dir), run_dir / "copy.keras", "keras", subset.x_test[:8])
+    export.export_arrays(saving.load_model(run_dir), run_dir / "copy.keras", "keras", dataset.x_test[:8])
     assert (run_dir / "model.json").read_text() == info  # the run's own, with its architecture name
-    assert saving.load_model(run_dir / saving.WEIGHTS_FILE).format == "weights"
-    assert saving.load_model(run_dir / saving.H5_FILE).format == "h5"  # its manifest still vouches for it
-    other = saving.Classifier.from_keras(saving.load_model(run_dir).keras_model, [f"c{i}" for i in range(10)])
+    assert saving.load_model(run_dir / rundir.WEIGHTS_FILE).format == "weights"
+    assert saving.load_model(run_dir / rundir.H5_FILE).format == "h5"  # its manifest still vouches for it
+    other = classifier_module.Classifier.from_keras(saving.load_model(run_dir).keras_model, list("wxyz"))
     with pytest.raises(UserError, match="other classes"):
-        export.export_model(other, run_dir / "other.keras", "keras", subset.x_test[:8])
+        export.export_arrays(other, run_dir / "other.keras", "keras", dataset.x_test[:8])
 
 
 @pytest.mark.parametrize("format_name", ["tflite", "onnx"])
-def test_int8_export_is_smaller_and_reports_its_accuracy(format_name, classifier, subset, tmp_path):
+def test_int8_export_is_smaller_and_reports_its_accuracy(format_name, classifier, dataset, tmp_path):
     _needs_runtime(format_name)
     suffix = export.SUFFIXES[format_name]
-    float_result = export.export_model(classifier, tmp_path / f"model{suffix}", format_name, subset.x_test[:32])
-    result = export.export_model(classifier, tmp_path / f"model_int8{suffix}", format_name, subset.x_test,
-                                 subset.y_test, quantize="int8", calibration_images=subset.x_train[:64])
+    float_result = export.export_model(classifier, tmp_path / f"model{suffix}", format_name, dataset, check_images=32)
+    result = export.export_model(classifier, tmp_path / f"model_int8{suffix}", format_name, dataset,
+                                 quantize="int8", check_images=60, calibration_images=64)
     assert result.size_bytes < float_result.size_bytes / 2  # int8 weights: about a quarter of float32
     assert result.accuracy_drop is not None and abs(result.accuracy_drop) < 0.2
     assert result.top1_agreement > 0.7
     assert manifest.check(result.path)[0] == manifest.VERIFIED
 
 
-def test_bad_export_requests_are_user_errors(classifier, subset, tmp_path):
+def test_bad_export_requests_are_user_errors(classifier, dataset, tmp_path):
     with pytest.raises(UserError, match="must end in .onnx"):
-        export.export_model(classifier, tmp_path / "model.tflite", "onnx", subset.x_test[:4])
+        export.export_arrays(classifier, tmp_path / "model.tflite", "onnx", dataset.x_test[:4])
     with pytest.raises(UserError, match="supported for: tflite, onnx"):
-        export.export_model(classifier, tmp_path / "model.keras", "keras", subset.x_test[:4], quantize="int8")
+        export.export_arrays(classifier, tmp_path / "model.keras", "keras", dataset.x_test[:4], quantize="int8")
     with pytest.raises(UserError, match="unknown export format"):
-        export.export_model(classifier, tmp_path / "model.pt", "torch", subset.x_test[:4])
-    saved_model = saving.load_model(classifier.path.rsplit("/", 1)[0] + "/" + saving.SAVED_MODEL_DIR)
+        export.export_arrays(classifier, tmp_path / "model.pt", "torch", dataset.x_test[:4])
+    saved_model = saving.load_model(classifier.path.rsplit("/", 1)[0] + "/" + rundir.SAVED_MODEL_DIR)
     with pytest.raises(UserError, match="export from the run directory"):
-        export.export_model(saved_model, tmp_path / "model.onnx", "onnx", subset.x_test[:4])
+        export.export_arrays(saved_model, tmp_path / "model.onnx", "onnx", dataset.x_test[:4])
     assert not any(tmp_path.iterdir())  # nothing half-written
 
 
 @pytest.mark.parametrize("module, quantize", [("onnxruntime", None), ("sympy", "int8")])
-def test_a_missing_library_names_the_extra_to_install(module, quantize, classifier, subset, tmp_path, monkeypatch):
+def test_a_missing_library_names_the_extra_to_install(module, quantize, classifier, dataset, tmp_path, monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, module, None)  # import now fails as if it were not installed
     with pytest.raises(UserError, match=rf"needs the {module} package: pip install 'imagerec\[export\]'"):
-        export.export_model(classifier, tmp_path / "model.onnx", "onnx", subset.x_test[:4], quantize=quantize)
+        export.export_model(classifier, tmp_path / "model.onnx", "onnx", dataset, check_images=4, quantize=quantize)
     assert not (tmp_path / "model.onnx").exists()
 
 
-def test_export_command_checks_and_reports(fast_run, cifar_subset, tmp_path):
+def test_export_command_checks_and_reports(airbench_run, image_folder, tmp_path):
     pytest.importorskip("ai_edge_litert")
-    result = run_cli("export", fast_run, "--format", "tflite", "--out", tmp_path / "m.tflite", "--data", cifar_subset,
-                     "--json", "--check-images", 50)
+    result = run_cli("export", airbench_run, "--format", "tflite", "--out", tmp_path / "m.tflite", "--json",
+                     "--check-images", 50)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout[result.stdout.index("{"):])
     assert report["images"] == 50 and report["max_abs_difference"] <= export.FLOAT_TOLERANCE
+    assert report["accuracy_keras"] >= 0.6  # the model's own data: the run's, found without --data
     assert (tmp_path / "m.tflite").is_file()
-    bad = run_cli("export", fast_run, "--format", "h5", "--quantize", "int8", "--data", cifar_subset)
+    bad = run_cli("export", airbench_run, "--format", "h5", "--quantize", "int8", "--data", image_folder)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "supported for" in bad.stderr
     (tmp_path / "a-file").write_text("not a folder")
-    unwritable = run_cli("export", fast_run, "--format", "keras", "--out", tmp_path / "a-file" / "m.keras",
-                         "--data", cifar_subset, "--check-images", 8)
+    unwritable = run_cli("export", airbench_run, "--format", "keras", "--out", tmp_path / "a-file" / "m.keras",
+                         "--data", image_folder, "--check-images", 8)
     assert unwritable.returncode == 2 and unwritable.stderr.strip().count("\n") == 0, unwritable.stderr
     assert "a-file is a file, not a folder" in unwritable.stderr
+
+
+def test_int8_calibrates_on_training_images_from_python_as_from_the_cli(airbench_run, dataset, tmp_path,
+                                                                        monkeypatch):
+    # Issue 12: the CLI calibrated on training images and the library on the check (test) images, so the two
+    # gave different int8 models. Now the library picks both, and the CLI is one call to it.
+    pytest.importorskip("ai_edge_litert")
+    seen = []
+    write = export._write
+    monkeypatch.setattr(export, "_write", lambda model, path, format_name, quantize, calibration:
+                        seen.append(np.asarray(calibration)) or write(model, path, format_name, quantize, calibration))
+    workflows.export_run(airbench_run, "tflite", tmp_path / "python.tflite", quantize="int8", check_images=16,
+                         calibration_images=32)
+    training = {image.tobytes() for image in dataset.x_train}
+    assert len(seen[0]) == 32 and all(image.tobytes() in training for image in seen[0])
+    monkeypatch.undo()
+    result = run_cli("export", airbench_run, "--format", "tflite", "--quantize", "int8", "--out", tmp_path / "cli.tflite",
+                     "--check-images", 16, "--calibration-images", 32)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "cli.tflite").read_bytes() == (tmp_path / "python.tflite").read_bytes()

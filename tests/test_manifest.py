@@ -2,7 +2,7 @@
 
 import json
 
-from imagerec import manifest
+from imagerec import manifest, rundir
 
 
 def _artefact(folder, name="model.h5", content=b"weights"):
@@ -60,5 +60,5 @@ def test_verified_copy_checks_the_bytes_it_copied(tmp_path):
 
 def test_an_unreadable_manifest_vouches_for_nothing(tmp_path):
     model = _artefact(tmp_path)
-    (tmp_path / manifest.MANIFEST_FILE).write_text(json.dumps({"files": ["not", "a", "dict"]}))
+    (tmp_path / rundir.MANIFEST_FILE).write_text(json.dumps({"files": ["not", "a", "dict"]}))
     assert manifest.check(model)[0] == manifest.UNLISTED

@@ -50,59 +50,36 @@ def test_unknown_model_is_a_user_error():
         models.build_model("resnet999", 10)
 
 
-def test_fast_model_matches_airbench94_size():
-    net = models.build_model("fast", 10)
+def test_airbench_model_matches_airbench94_size():
+    net = models.build_model("airbench", 10)
     # airbench94: 1.97 M; Keras also counts BatchNorm's running mean and variance
     convolutions = 9 * (24 * 64 + 64 * 64 + 64 * 256 + 256 * 256 + 256 * 256 + 256 * 256)
     batch_norms = 3 * 2 * (64 + 256 + 256)  # beta, moving mean, moving variance; scale frozen at 1
     assert models.count_params(net) == 2 * 2 * 3 * 24 + 2 * 24 + convolutions + batch_norms + 256 * 10
     assert models.forward_flops(net) / 1e9 == pytest.approx(0.236, abs=0.001)
-    assert models.forward_flops(models.build_model("fast_small", 10)) < models.forward_flops(net) / 5
+    assert models.forward_flops(models.build_model("airbench_small", 10)) < models.forward_flops(net) / 5
 
 
-def test_fast_convolutions_start_as_partial_identities():
-    net = models.build_model("fast", 10)
+def test_airbench_convolutions_start_as_partial_identities():
+    net = models.build_model("airbench", 10)
     kernel = net.get_layer("block2_conv1").kernel.numpy()  # 64 in, 256 out
     assert kernel[1, 1, np.arange(64), np.arange(64)].tolist() == [1.0] * 64
     assert np.count_nonzero(kernel[:, :, :, :64]) == 64
     assert np.count_nonzero(kernel[:, :, :, 64:]) > 0  # the remaining filters stay random
 
 
-def test_fast_net_is_logits_and_gets_a_softmax_for_inference():
-    net = models.build_model("fast_small", 10)
+def test_airbench_net_is_logits_and_gets_a_softmax_for_inference():
+    net = models.build_model("airbench_small", 10)
     assert not models.outputs_probabilities(net)
     assert models.outputs_probabilities(models.build_model("seed", 10))
     assert models.inference_model(models.build_model("seed", 10)).name == "seed"  # unchanged
 
 
-def test_whitening_init_decorrelates_patches():
-    from imagerec import layers
-
-    rng = np.random.default_rng(0)
-    noise = rng.uniform(0, 1, (64, 33, 33, 3))
-    smooth = noise[:, 1:, 1:] + noise[:, :-1, 1:] + noise[:, 1:, :-1]  # neighbouring pixels correlate
-    smooth[..., 1] = 0.5 * smooth[..., 0] + 0.5 * smooth[..., 1]  # and so do the channels
-    images = 40 * smooth + 20
-    kernel, offset = layers.whitening_parameters(images.astype(np.uint8))
-    assert kernel.shape == (2, 2, 3, 24) and offset.shape == (24,)
-    layer = layers.PatchWhitening(24)
-    layer.build((None, 32, 32, 3))
-    layer.kernel.assign(kernel)
-    layer.offset.assign(offset)
-    outputs = np.asarray(layer(images.astype(np.float32))).reshape(-1, 24)
-    first_half = outputs[:, :12]
-    np.testing.assert_allclose(outputs[:, 12:], -first_half, atol=1e-4)  # eigenvectors and negations
-    assert np.abs(first_half.mean(axis=0)).max() < 0.05  # centred: the offset folds in the mean
-    covariance = np.cov(first_half.T)
-    np.testing.assert_allclose(covariance, np.diag(np.diag(covariance)), atol=0.05)
-    assert np.all(np.abs(np.diag(covariance) - 1) < 0.1)
-
-
-def test_init_fast_net_sets_whitening_from_data():
-    net = models.build_model("fast_small", 10)
+def test_init_airbench_net_sets_whitening_from_data():
+    net = models.build_model("airbench_small", 10)
     images = np.random.default_rng(1).integers(0, 256, (50, 32, 32, 3)).astype(np.uint8)
     before = net.get_layer("whiten").kernel.numpy().copy()
-    models.init_fast_net(net, images)
+    models.init_airbench_net(net, images)
     after = net.get_layer("whiten").kernel.numpy()
     assert not np.allclose(before, after)
     assert net.get_layer("whiten").offset.numpy().any()

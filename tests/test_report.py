@@ -9,12 +9,13 @@ from conftest import chromium_path, run_cli
 FIGURES = ("confusion_counts.png", "confusion_normalised.png", "reliability.png", "mistakes.png", "samples.png")
 
 
-def test_report_of_a_real_run_has_figures_numbers_and_a_self_contained_page(fast_run, cifar_subset, tmp_path):
+def test_report_of_a_real_run_has_figures_numbers_and_a_self_contained_page(airbench_run, tmp_path):
     out = tmp_path / "report"
-    result = run_cli("report", fast_run, "--data", cifar_subset, "--out", out, "--cache-dir", tmp_path / "cache")
+    # No --data: the report finds the data the run was trained on.
+    result = run_cli("report", airbench_run, "--out", out, "--cache-dir", tmp_path / "cache")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "report.html" in result.stdout
-    for name in FIGURES:
+    for name in (*FIGURES, "accuracy.png", "loss.png"):  # curves drawn from the run's history
         with Image.open(out / name) as image:
             pixels = np.asarray(image.convert("L"))
         assert image.width >= 300 and image.height >= 200
@@ -22,20 +23,20 @@ def test_report_of_a_real_run_has_figures_numbers_and_a_self_contained_page(fast
 
     report = json.loads((out / "report.json").read_text())
     matrix = np.asarray(report["confusion_matrix"])
-    assert matrix.sum() == report["count"] == 100
+    assert matrix.sum() == report["count"] == 60
     for index, name in enumerate(report["run"]["data"]["class_names"]):
-        assert matrix[index].sum() == report["per_class"][name]["support"] == 10
+        assert matrix[index].sum() == report["per_class"][name]["support"] == 15
     assert report["top1_accuracy"] == np.trace(matrix) / matrix.sum()
     assert abs(report["top1_accuracy"] - report["run"]["test_accuracy"]) < 1e-9  # same model, same images
     assert 0 <= report["calibration"]["expected_calibration_error"] <= 1
-    assert set(report["data"]["train_counts"].values()) == {30} and set(report["data"]["test_counts"].values()) == {10}
+    assert set(report["data"]["train_counts"].values()) == {60} and set(report["data"]["test_counts"].values()) == {15}
     assert report["data"]["skipped_count"] == 0
 
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == len(FIGURES) + 2  # + the run's accuracy and loss curves
     assert not re.search(r"(?:src|href)\s*=\s*[\"'](?!data:)", page)  # nothing loaded from elsewhere
     assert "http://" not in page and "https://" not in page and "<script" not in page
-    assert "automobile" in page and "macro average" in page
+    assert "green_rings" in page and "macro average" in page
 
 
 def test_report_of_a_folder_that_is_not_a_run_is_a_one_line_error(tmp_path):
@@ -45,7 +46,7 @@ def test_report_of_a_folder_that_is_not_a_run_is_a_one_line_error(tmp_path):
                                                   "(it has no metrics.json)"]
 
 
-def test_report_page_renders_in_headless_chromium_without_errors(fast_run, cifar_subset, tmp_path):
+def test_report_page_renders_in_headless_chromium_without_errors(airbench_run, image_folder, tmp_path):
     import pytest
 
     if not chromium_path():
@@ -53,7 +54,7 @@ def test_report_page_renders_in_headless_chromium_without_errors(fast_run, cifar
     from playwright.sync_api import sync_playwright
 
     out = tmp_path / "report"
-    assert run_cli("report", fast_run, "--data", cifar_subset, "--out", out,
+    assert run_cli("report", airbench_run, "--data", image_folder, "--out", out,
                    "--cache-dir", tmp_path / "cache").returncode == 0
     problems, requests = [], []
     with sync_playwright() as playwright:

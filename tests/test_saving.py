@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from imagerec import data, fileio, manifest, saving
+from imagerec import manifest, rundir, saving
 from imagerec.errors import UserError
 
-FORMATS = [saving.KERAS_FILE, saving.H5_FILE, saving.WEIGHTS_FILE, saving.SAVED_MODEL_DIR]
+FORMATS = [rundir.KERAS_FILE, rundir.H5_FILE, rundir.WEIGHTS_FILE, rundir.SAVED_MODEL_DIR]
 
 
 def test_run_directory_has_every_file(seed_run):
@@ -21,24 +21,24 @@ def test_run_directory_has_every_file(seed_run):
         assert (seed_run / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.parametrize("run_fixture", ["seed_run", "fast_run"])
-def test_all_formats_give_the_same_probabilities(run_fixture, cifar_subset, request):
+@pytest.mark.parametrize("run_fixture", ["seed_run", "airbench_run"])
+def test_all_formats_give_the_same_probabilities(run_fixture, dataset, request):
     run_dir = request.getfixturevalue(run_fixture)
-    images = data.load_dataset(str(cifar_subset)).x_test[:64]
+    images = dataset.x_test[:32]
     probabilities = {name: saving.load_model(run_dir / name).predict_proba(images) for name in FORMATS}
-    reference = probabilities[saving.KERAS_FILE]
-    assert reference.shape == (64, 10)
+    reference = probabilities[rundir.KERAS_FILE]
+    assert reference.shape == (32, 4)
     for name, other in probabilities.items():
         assert np.abs(other - reference).max() <= 1e-5, name
-    loaded = saving.load_model(run_dir / saving.SAVED_MODEL_DIR)
-    assert loaded.class_names == data.load_dataset(str(cifar_subset)).class_names
+    loaded = saving.load_model(run_dir / rundir.SAVED_MODEL_DIR)
+    assert loaded.class_names == dataset.class_names
 
 
-def test_saved_model_takes_raw_pixels_through_tf_saved_model_load(seed_run, cifar_subset):
-    images = data.load_dataset(str(cifar_subset)).x_test[:8].astype(np.float32)
-    exported = tf.saved_model.load(str(seed_run / saving.SAVED_MODEL_DIR))
+def test_saved_model_takes_raw_pixels_through_tf_saved_model_load(seed_run, dataset):
+    images = dataset.x_test[:8].astype(np.float32)
+    exported = tf.saved_model.load(str(seed_run / rundir.SAVED_MODEL_DIR))
     outputs = exported.serve(tf.constant(images)).numpy()
-    keras_outputs = saving.load_model(seed_run / saving.KERAS_FILE).predict_proba(images)
+    keras_outputs = saving.load_model(seed_run / rundir.KERAS_FILE).predict_proba(images)
     np.testing.assert_allclose(outputs, keras_outputs, atol=1e-5)
     np.testing.assert_allclose(outputs.sum(axis=1), 1.0, rtol=1e-5)
 
@@ -66,7 +66,7 @@ def test_missing_and_unknown_model_paths_are_user_errors(tmp_path):
 
 def test_weights_without_their_run_metadata_are_refused(seed_run, tmp_path):
     alone = tmp_path / "alone.weights.h5"
-    alone.write_bytes((seed_run / saving.WEIGHTS_FILE).read_bytes())
+    alone.write_bytes((seed_run / rundir.WEIGHTS_FILE).read_bytes())
     with pytest.raises(UserError, match="model.json"):
         saving.load_model(alone)
 
@@ -79,27 +79,6 @@ def test_model_whose_input_is_not_an_image_is_refused(tmp_path):
     model.save(tmp_path / "vector.keras")
     with pytest.raises(UserError, match="not an image classifier"):
         saving.load_model(tmp_path / "vector.keras")
-
-
-def test_failed_write_leaves_the_previous_file_intact(tmp_path):
-    target = tmp_path / "model.json"
-    fileio.write_json(target, {"version": 1})
-    with pytest.raises(RuntimeError):
-        with fileio.atomic_path(target) as temporary:
-            temporary.write_text('{"version": 2, "half')
-            raise RuntimeError("killed mid-write")
-    assert json.loads(target.read_text()) == {"version": 1}
-    assert [path.name for path in tmp_path.iterdir()] == ["model.json"]
-
-
-def test_atomic_directory_replaces_an_existing_one(tmp_path):
-    target = tmp_path / "saved_model" / "my_model"
-    for version in ("1", "2"):
-        with fileio.atomic_path(target) as temporary:
-            temporary.mkdir()
-            (temporary / "version").write_text(version)
-    assert (target / "version").read_text() == "2"
-    assert sorted(path.name for path in target.parent.iterdir()) == ["my_model"]
 
 
 # ---------------------------------------------------------------- safe loading: a model is code
@@ -118,11 +97,11 @@ def _code_running_model(marker: Path):
 
 
 def test_run_directory_manifest_lists_every_model_file(seed_run):
-    files = json.loads((seed_run / manifest.MANIFEST_FILE).read_text())["files"]
-    for name in (saving.KERAS_FILE, saving.H5_FILE, saving.WEIGHTS_FILE, saving.MODEL_INFO_FILE,
-                 f"{saving.SAVED_MODEL_DIR}/saved_model.pb"):
+    files = json.loads((seed_run / rundir.MANIFEST_FILE).read_text())["files"]
+    for name in (rundir.KERAS_FILE, rundir.H5_FILE, rundir.WEIGHTS_FILE, rundir.MODEL_INFO_FILE,
+                 f"{rundir.SAVED_MODEL_DIR}/saved_model.pb"):
         assert files[name] == manifest.sha256_file(seed_run / name)
-    assert manifest.check(seed_run / saving.SAVED_MODEL_DIR)[0] == manifest.VERIFIED
+    assert manifest.check(seed_run / rundir.SAVED_MODEL_DIR)[0] == manifest.VERIFIED
 
 
 @pytest.mark.parametrize("suffix", [".keras", ".h5"])
@@ -154,7 +133,7 @@ def test_foreign_h5_without_a_lambda_is_still_refused_until_trusted(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.save(tmp_path / "foreign.h5")
-    with pytest.raises(UserError, match="--trust-model"):
+    with pytest.raises(UserError, match="`trust_model=True`"):
         saving.load_model(tmp_path / "foreign.h5")
     assert saving.load_model(tmp_path / "foreign.h5", trust_model=True).format == "h5"
 
@@ -164,7 +143,7 @@ def test_tampered_saved_model_is_refused_without_running_it(seed_run, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(seed_run, run_dir)
     marker = tmp_path / "marker"
-    target = run_dir / saving.SAVED_MODEL_DIR
+    target = run_dir / rundir.SAVED_MODEL_DIR
     shutil.rmtree(target)
     _hostile_saved_model(target, marker)
     with pytest.raises(UserError, match="changed after imagerec wrote it"):
@@ -179,7 +158,7 @@ def test_tampered_saved_model_is_refused_without_running_it(seed_run, tmp_path):
 def test_edited_keras_file_in_a_run_is_refused(seed_run, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(seed_run, run_dir)
-    with open(run_dir / saving.KERAS_FILE, "ab") as handle:
+    with open(run_dir / rundir.KERAS_FILE, "ab") as handle:
         handle.write(b"appended")
     with pytest.raises(UserError, match="does not match its SHA-256"):
         saving.load_model(run_dir)
@@ -219,7 +198,7 @@ def test_a_model_swapped_between_check_and_load_is_never_run(swap, seed_run, tmp
     """The check and the load must read the same bytes: swap the target when the loader opens it."""
     run_dir = tmp_path / "run"
     shutil.copytree(seed_run, run_dir)
-    checked = run_dir / saving.SAVED_MODEL_DIR
+    checked = run_dir / rundir.SAVED_MODEL_DIR
     marker, hostile = tmp_path / "marker", tmp_path / "hostile"
     _hostile_saved_model(hostile, marker)
     if swap == "symlink":
@@ -247,5 +226,5 @@ def test_a_model_swapped_between_check_and_load_is_never_run(swap, seed_run, tmp
     probabilities = saving.load_model(path).predict_proba(images)
     assert not marker.exists()
     monkeypatch.setattr(tf.saved_model, "load", real_load)
-    expected = saving.load_model(run_dir / saving.KERAS_FILE).predict_proba(images)
+    expected = saving.load_model(run_dir / rundir.KERAS_FILE).predict_proba(images)
     np.testing.assert_allclose(probabilities, expected, atol=1e-5)  # the checked model, not the hostile one

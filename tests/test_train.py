@@ -4,14 +4,13 @@ import json
 import numpy as np
 import pytest
 
-from imagerec import data, fileio, recipes, train
+from imagerec import data, recipes, rundir, train
 from imagerec.errors import UserError
 
 
-def test_train_api_runs_both_phases_and_writes_the_run_directory(cifar_subset, tmp_path):
-    dataset = data.load_dataset(str(cifar_subset), cache_dir=tmp_path / "cache")
-    recipe = recipes.get_recipe("seed", model="tiny", plain_epochs=2, augmented_epochs=1, batch_size=64)
-    result = train.train(dataset, recipe, tmp_path / "run", verbose=0)
+def test_train_api_runs_both_phases_and_writes_the_run_directory(dataset, tmp_path):
+    recipe = recipes.get_recipe("seed", model="tiny", epochs=3, augmented_epochs=1, batch_size=64)
+    result = train.train(dataset, recipe, tmp_path / "run", verbose=0, report=False)
     assert [record["phase"] for record in result.history] == ["plain", "plain", "augmented"]
     assert [record["epoch"] for record in result.history] == [1, 2, 3]
     for record in result.history:
@@ -23,53 +22,58 @@ def test_train_api_runs_both_phases_and_writes_the_run_directory(cifar_subset, t
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["test_accuracy"] == pytest.approx(result.history[-1]["val_accuracy"], abs=1e-6)
     assert set(metrics["per_class_accuracy"]) == set(dataset.class_names)
-    assert metrics["data"]["train_count"] == 300 and metrics["data"]["skipped_count"] == 0
+    assert metrics["data"]["train_count"] == 240 and metrics["data"]["skipped_count"] == 0
     assert metrics["versions"]["tensorflow"] and metrics["wall_s"] >= metrics["train_wall_s"] > 0
     assert not list((tmp_path / "run").glob(".*tmp*"))  # no temporary left behind
+    assert result.report is None and not (tmp_path / "run" / "report").exists()
 
 
 def test_train_refuses_a_run_directory_that_holds_files(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "model.keras").write_text("an earlier run")
     with pytest.raises(UserError, match="already holds files"):
-        fileio.prepare_empty_dir(tmp_path / "run")
+        rundir.check_new(tmp_path / "run")
     assert (tmp_path / "run" / "model.keras").read_text() == "an earlier run"
 
 
-def test_fast_recipe_trains_and_saves_through_the_api(cifar_subset, tmp_path):
-    import numpy as np
+def test_airbench_recipe_trains_saves_and_reports_through_the_api(dataset, tmp_path):
+    from imagerec import evaluate, saving
 
-    from imagerec import saving
-
-    dataset = data.load_dataset(str(cifar_subset), cache_dir=tmp_path / "cache")
-    recipe = recipes.get_recipe("fast", model="fast_small", epochs=3, batch_size=64, whiten_bias_epochs=1,
+    recipe = recipes.get_recipe("airbench", model="airbench_small", epochs=3, batch_size=32, whiten_bias_epochs=1,
                                 lookahead_start_epoch=1)
     result = train.train(dataset, recipe, tmp_path / "run", verbose=0)
+    # The synthetic classes are learnable: 3 short epochs must beat chance (25%) clearly.
+    assert result.metrics["test_accuracy"] >= 0.6
+    # The returned model is the saved one, usable as any loaded model.
+    assert evaluate.evaluate(result.model, dataset.x_test, dataset.y_test)["accuracy"] == \
+        pytest.approx(result.metrics["test_accuracy"], abs=1e-9)
+    report = json.loads((tmp_path / "run" / "report" / "report.json").read_text())
+    assert report["top1_accuracy"] == pytest.approx(result.metrics["test_accuracy"], abs=1e-9)
+    assert result.report["path"].endswith("report.html") and (tmp_path / "run" / "report" / "accuracy.png").is_file()
     assert [record["epoch"] for record in result.history] == [1, 2, 3]
     assert {record["phase"] for record in result.history} == {"train"}
     assert result.history[-1]["loss"] < result.history[0]["loss"]
     info = json.loads((tmp_path / "run" / "model.json").read_text())
-    assert info["model"] == "fast_small" and info["test_time_augmentation"] is True
+    assert info["model"] == "airbench_small" and info["test_time_augmentation"] is True
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["model"]["forward_flops_per_image"] == 6 * metrics["model"]["net_forward_flops_per_image"]
-    weights = saving.load_model(tmp_path / "run" / saving.WEIGHTS_FILE).predict_proba(dataset.x_test[:16])
-    keras_file = saving.load_model(tmp_path / "run" / saving.KERAS_FILE).predict_proba(dataset.x_test[:16])
+    weights = saving.load_model(tmp_path / "run" / rundir.WEIGHTS_FILE).predict_proba(dataset.x_test[:16])
+    keras_file = saving.load_model(tmp_path / "run" / rundir.KERAS_FILE).predict_proba(dataset.x_test[:16])
     assert np.abs(weights - keras_file).max() <= 1e-5
 
 
-def test_a_model_that_does_not_suit_the_recipe_is_refused(cifar_subset, tmp_path):
-    dataset = data.load_dataset(str(cifar_subset), cache_dir=tmp_path / "cache")
-    with pytest.raises(UserError, match="fast model family"):
-        train.train(dataset, recipes.get_recipe("fast", model="tiny", epochs=1), tmp_path / "a", verbose=0)
+def test_a_model_that_does_not_suit_the_recipe_is_refused(dataset, tmp_path):
+    with pytest.raises(UserError, match="airbench model family"):
+        train.train(dataset, recipes.get_recipe("airbench", model="tiny", epochs=1), tmp_path / "a", verbose=0)
     with pytest.raises(UserError, match="end in softmax"):
-        train.train(dataset, recipes.get_recipe("seed", model="fast_small", epochs=1), tmp_path / "b", verbose=0)
+        train.train(dataset, recipes.get_recipe("seed", model="airbench_small", epochs=1, augmented_epochs=0),
+                    tmp_path / "b", verbose=0)
 
 
-def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_epoch(cifar_subset, tmp_path):
+def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_epoch(dataset, tmp_path):
     import keras
 
-    dataset = data.load_dataset(str(cifar_subset), cache_dir=tmp_path / "cache")
-    recipe = recipes.get_recipe("seed", model="tiny", plain_epochs=3, augmented_epochs=0, batch_size=64)
+    recipe = recipes.get_recipe("seed", model="tiny", epochs=3, augmented_epochs=0, batch_size=64)
 
     def poison(epoch, logs=None):  # in the second epoch, turn a weight into NaN
         if epoch == 1:
@@ -77,9 +81,9 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_epoch(cifar_s
             model.layers[-1].kernel.assign(np.full(model.layers[-1].kernel.shape, np.nan, np.float32))
 
     poisoner = keras.callbacks.LambdaCallback(on_epoch_begin=poison)
-    with pytest.raises(UserError, match="NaN or infinite.*--resume"):
+    with pytest.raises(UserError, match="NaN or infinite.*`resume`"):
         train.train(dataset, recipe, tmp_path / "run", verbose=0, callbacks=[poisoner])
-    backup = tmp_path / "run" / train.BACKUP_DIR
+    backup = rundir.backup_dir(tmp_path / "run")
     assert json.loads((backup / "training_metadata.json").read_text())["epoch"] == 1
     assert not (tmp_path / "run" / "metrics.json").exists()
     # The kept backup is the healthy first epoch: every weight finite.
@@ -91,10 +95,9 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_epoch(cifar_s
     assert arrays and all(np.isfinite(array).all() for array in arrays if np.asarray(array).dtype.kind == "f")
 
 
-def test_resume_refuses_a_finished_run_and_different_options(cifar_subset, tmp_path):
-    dataset = data.load_dataset(str(cifar_subset), cache_dir=tmp_path / "cache")
-    recipe = recipes.get_recipe("seed", model="tiny", plain_epochs=1, augmented_epochs=0, batch_size=64)
-    train.train(dataset, recipe, tmp_path / "run", verbose=0)
+def test_resume_refuses_a_finished_run_and_different_options(dataset, tmp_path):
+    recipe = recipes.get_recipe("seed", model="tiny", epochs=1, augmented_epochs=0, batch_size=64)
+    train.train(dataset, recipe, tmp_path / "run", verbose=0, report=False)
     with pytest.raises(UserError, match="already finished"):
         train.train(dataset, recipe, tmp_path / "run", verbose=0, resume=True)
     (tmp_path / "run" / "metrics.json").unlink()
@@ -102,15 +105,14 @@ def test_resume_refuses_a_finished_run_and_different_options(cifar_subset, tmp_p
         train.train(dataset, dataclasses.replace(recipe, batch_size=32), tmp_path / "run", verbose=0, resume=True)
 
 
-def test_bf16_mixed_precision_trains_and_saves_a_float32_model(cifar_subset, tmp_path):
+def test_bf16_mixed_precision_trains_and_saves_a_float32_model(dataset, tmp_path):
     import keras
 
-    dataset = data.load_dataset(str(cifar_subset), cache_dir=tmp_path / "cache")
-    recipe = recipes.get_recipe("fast_small", epochs=1, batch_size=64, mixed_precision="bf16")
+    recipe = recipes.get_recipe("airbench_small", epochs=1, batch_size=64, mixed_precision="bf16")
     seen = []
     compute_dtype = keras.callbacks.LambdaCallback(
         on_train_begin=lambda logs=None: seen.append(keras.mixed_precision.global_policy().name))
-    result = train.train(dataset, recipe, tmp_path / "run", verbose=0, callbacks=[compute_dtype])
+    result = train.train(dataset, recipe, tmp_path / "run", verbose=0, callbacks=[compute_dtype], report=False)
     assert seen == ["mixed_bfloat16"]
     assert keras.mixed_precision.global_policy().name == "float32"  # restored after training
     loaded = keras.saving.load_model(tmp_path / "run" / "model.keras", compile=False)
@@ -120,9 +122,8 @@ def test_bf16_mixed_precision_trains_and_saves_a_float32_model(cifar_subset, tmp
     assert result.metrics["recipe"]["mixed_precision"] == "bf16"
 
 
-def test_fp16_without_a_gpu_is_a_user_error(cifar_subset, tmp_path):
-    dataset = data.load_dataset(str(cifar_subset), cache_dir=tmp_path / "cache")
-    recipe = recipes.get_recipe("fast_small", epochs=1, batch_size=64, mixed_precision="fp16")
+def test_fp16_without_a_gpu_is_a_user_error(dataset, tmp_path):
+    recipe = recipes.get_recipe("airbench_small", epochs=1, batch_size=64, mixed_precision="fp16")
     with pytest.raises(UserError, match="fp16 needs a GPU"):
         train.train(dataset, recipe, tmp_path / "run", verbose=0)
     assert not (tmp_path / "run").exists()  # refused before anything was written
@@ -130,7 +131,7 @@ def test_fp16_without_a_gpu_is_a_user_error(cifar_subset, tmp_path):
 
 # ---------------------------------------------------------------- resume: every epoch exactly once
 
-def _synthetic_dataset(count: int = 128, classes: int = 4) -> data.Dataset:
+def _synthetic_dataset(count: int = 128, classes: int = 4) -> data.Dataset:  # in memory: no decoding
     """Random 32x32 images whose mean brightness depends on the class (learnable, made here, no files)."""
     rng = np.random.default_rng(0)
     labels = np.arange(count, dtype=np.int32) % classes
@@ -165,14 +166,14 @@ class _EpochLog:
         self.callback = Callback()
 
 
-SEED_RECIPE = recipes.get_recipe("seed", model="tiny", plain_epochs=2, augmented_epochs=2, batch_size=32)
-FAST_RECIPE = recipes.get_recipe("fast", model="fast_small", epochs=3, batch_size=32, whiten_bias_epochs=1,
-                                 lookahead_start_epoch=1, lookahead_every=2)
+SEED_RECIPE = recipes.get_recipe("seed", model="tiny", epochs=4, augmented_epochs=2, batch_size=32)
+AIRBENCH_RECIPE = recipes.get_recipe("airbench", model="airbench_small", epochs=3, batch_size=32,
+                                     whiten_bias_epochs=1, lookahead_start_epoch=1, lookahead_every=2)
 RESUME_CASES = {  # recipe, interrupted in epoch (0-based), after batch (None: after the epoch's backup)
     "seed killed in phase 1": (SEED_RECIPE, 1, 1),
     "seed killed at the phase boundary": (SEED_RECIPE, 1, None),
     "seed killed in phase 2": (SEED_RECIPE, 3, 2),
-    "fast killed mid-run": (FAST_RECIPE, 1, None),
+    "airbench killed mid-run": (AIRBENCH_RECIPE, 1, None),
 }
 
 
@@ -180,10 +181,10 @@ RESUME_CASES = {  # recipe, interrupted in epoch (0-based), after batch (None: a
 def uninterrupted_weights(tmp_path_factory):
     """Final weights of one uninterrupted deterministic run per recipe."""
     weights = {}
-    for recipe in (SEED_RECIPE, FAST_RECIPE):
+    for recipe in (SEED_RECIPE, AIRBENCH_RECIPE):
         result = train.train(_synthetic_dataset(), recipe, tmp_path_factory.mktemp(recipe.name) / "run",
-                             verbose=0, deterministic=True)
-        weights[recipe.name] = result.model.get_weights()
+                             verbose=0, deterministic=True, report=False)
+        weights[recipe.name] = result.model.keras_model.get_weights()
     return weights
 
 
@@ -194,16 +195,44 @@ def test_resume_runs_every_epoch_once_and_ends_where_an_uninterrupted_run_ends(c
     dataset, run_dir = _synthetic_dataset(), tmp_path / "run"
     interrupted = _EpochLog(stop_epoch, stop_batch)
     with pytest.raises(KeyboardInterrupt):
-        train.train(dataset, recipe, run_dir, verbose=0, deterministic=True, callbacks=[interrupted.callback])
+        train.train(dataset, recipe, run_dir, verbose=0, deterministic=True, callbacks=[interrupted.callback],
+                    report=False)
     completed = stop_epoch if stop_batch is not None else stop_epoch + 1
     resumed = _EpochLog()
     result = train.train(dataset, recipe, run_dir, verbose=0, deterministic=True, resume=True,
-                         callbacks=[resumed.callback])
-    total = recipe.total_epochs if recipe.kind == "seed" else recipe.epochs
+                         callbacks=[resumed.callback], report=False)
+    total = recipe.epochs
     assert resumed.epochs == list(range(completed, total))  # only what was left, each once
     assert [record["epoch"] for record in result.history] == list(range(1, total + 1))
-    if recipe.kind == "seed":
+    if isinstance(recipe, recipes.SeedRecipe):
         assert [record["phase"] for record in result.history] == ["plain"] * 2 + ["augmented"] * 2
-    final = result.model.get_weights()
+    final = result.model.keras_model.get_weights()
     assert len(final) == len(uninterrupted_weights[recipe.name])
     assert all(np.array_equal(a, b) for a, b in zip(final, uninterrupted_weights[recipe.name]))
+
+
+def test_train_takes_a_data_source_and_a_recipe_name_and_checks_options_before_loading(tmp_path):
+    with pytest.raises(UserError, match="unknown recipe"):
+        train.train(str(tmp_path / "no-data"), "turbo", tmp_path / "run")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "model.keras").write_text("an earlier run")
+    with pytest.raises(UserError, match="already holds files"):  # not "data path does not exist"
+        train.train(str(tmp_path / "no-data"), "airbench_small", tmp_path / "full")
+    with pytest.raises(UserError, match="`val_split` must be between 0 and 1"):
+        train.train(str(tmp_path / "no-data"), "airbench_small", tmp_path / "run", data_options={"val_split": 2})
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.integration
+def test_real_cifar_images_train_save_and_load_in_every_format(cifar_subset, tmp_path):
+    from imagerec import saving
+
+    result = train.train(str(cifar_subset), "airbench_small", tmp_path / "run", verbose=0,
+                         data_options={"cache_dir": tmp_path / "cache"}, report=False)
+    assert result.metrics["data"]["class_names"][0] == "airplane" and result.metrics["data"]["train_count"] == 300
+    images = data.load_dataset(str(cifar_subset), cache_dir=tmp_path / "cache").x_test[:32]
+    reference = result.model.predict_proba(images)
+    assert reference.shape == (32, 10)
+    for format_name in rundir.MODEL_FILES:
+        loaded = saving.load_model(rundir.model_path(tmp_path / "run", format_name))
+        np.testing.assert_allclose(loaded.predict_proba(images), reference, atol=1e-5)

@@ -1,16 +1,17 @@
-"""imagerec: train, evaluate, save and predict with image classifiers in TensorFlow/Keras.
+"""imagerec: train, evaluate, save, export and serve image classifiers in TensorFlow/Keras.
 
-The Python API the CLI is built on:
+The Python API the CLI is built on, one call per command:
 
     import imagerec
-    data = imagerec.load_dataset("cifar10-jpeg.tar.gz")          # uint8 arrays + class names
-    recipe = imagerec.get_recipe("seed", plain_epochs=2)          # a frozen preset
-    run = imagerec.train(data, recipe, "runs/try")               # trains, evaluates, saves all formats
-    model = imagerec.load_model("runs/try/model.keras")          # any saved format
-    imagerec.evaluate(model, data.x_test, data.y_test)           # {"accuracy": ..., "loss": ...}
-    imagerec.predict_files(model, ["photo.jpg"])                 # top-k labels per file
-    imagerec.export_model(model, "m.onnx", "onnx", data.x_test[:256])  # written, run by onnxruntime, checked
-    imagerec.run_server(model)                                   # web page + TF Serving REST API on :8500
+    run = imagerec.train("cifar10-jpeg.tar.gz", "airbench_small", "runs/try")  # train, score, save, report
+    imagerec.report_run("runs/try")                              # the report again (e.g. on other data)
+    imagerec.evaluate_model("runs/try/model.keras")              # {"accuracy": ..., "loss": ...}
+    imagerec.export_run("runs/try", "onnx", "exports/m.onnx")    # written, run by onnxruntime, checked
+    imagerec.predict_paths("runs/try", ["photo.jpg"])            # top-k labels per file
+    imagerec.serve_model("runs/try")                             # web page + TF Serving REST API on :8500
+
+and the pieces they are made of: `load_dataset`, `get_recipe`, `load_model` (a `Classifier`), `evaluate`,
+`predict_files`, `export_model`, `create_app`.
 """
 
 __version__ = "0.1.0"
@@ -18,10 +19,12 @@ __version__ = "0.1.0"
 # Attributes load on first use, so `import imagerec` (and `imagerec --help`) does not pay for TensorFlow.
 _EXPORTS = {
     "Dataset": "imagerec.data", "decode_image": "imagerec.data", "load_dataset": "imagerec.data",
-    "UserError": "imagerec.errors", "evaluate": "imagerec.evaluate", "predict_files": "imagerec.evaluate",
-    "build_model": "imagerec.models", "get_recipe": "imagerec.recipes", "Classifier": "imagerec.saving",
+    "UserError": "imagerec.errors", "evaluate": "imagerec.evaluate", "predict_files": "imagerec.predict",
+    "build_model": "imagerec.models", "get_recipe": "imagerec.recipes", "Classifier": "imagerec.classifier",
     "load_model": "imagerec.saving", "train": "imagerec.train", "export_model": "imagerec.export",
     "create_app": "imagerec.serve", "run_server": "imagerec.serve", "ServeLimits": "imagerec.serve",
+    "evaluate_model": "imagerec.workflows", "report_run": "imagerec.workflows", "export_run": "imagerec.workflows",
+    "predict_paths": "imagerec.workflows", "serve_model": "imagerec.workflows",
 }
 __all__ = sorted(_EXPORTS)
 

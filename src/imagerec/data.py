@@ -31,6 +31,7 @@ ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".zip")
 CIFAR10_CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer",
                        "dog", "frog", "horse", "ship", "truck")
 MAX_SKIPPED_LISTED = 20  # how many skipped files a Dataset keeps by name
+KERAS_CIFAR10_LABEL = "cifar10 (keras.datasets)"  # the source a run records for Keras' download
 
 
 @dataclasses.dataclass
@@ -179,8 +180,12 @@ def load_dataset(source: str = "cifar10", image_size=(32, 32), val_split: float 
     """
     image_size = tuple(image_size)
     if not 0 < val_split < 1:
-        raise UserError(f"--val-split must be between 0 and 1 (exclusive), got {val_split}")
-    if source == "cifar10":
+        raise UserError(f"`val_split` must be between 0 and 1 (exclusive), got {val_split}")
+    if isinstance(seed, bool) or not (isinstance(seed, (int, np.integer)) and 0 <= seed < 2**32):
+        raise UserError(f"`seed` must be a whole number from 0 to {2**32 - 1}, got {seed!r}")
+    if max_extract_bytes is not None and not 0 < max_extract_bytes < float("inf"):
+        raise UserError(f"`max_extract_bytes` must be a positive size, got {max_extract_bytes}")
+    if source in ("cifar10", KERAS_CIFAR10_LABEL):
         dataset = _load_keras_cifar10(image_size)
     else:
         cache = Path(cache_dir) if cache_dir else default_cache_dir()
@@ -198,7 +203,7 @@ def _load_path(path: Path, image_size, cache: Path, progress: bool, max_extract_
             return _load_cifar_pickle_folder(path, image_size)
         return _load_folder_cached(_find_tree_root(path), image_size, cache, progress, label=str(path))
     if not path.name.lower().endswith(ARCHIVE_SUFFIXES):
-        raise UserError(f"--data must be a folder or a .tar.gz/.tgz/.zip archive, got {path}")
+        raise UserError(f"`data` must be a folder or a .tar.gz/.tgz/.zip archive, got {path}")
     if path.name.lower().endswith((".tar.gz", ".tgz")) and _is_cifar_pickle_tar(path):
         return _load_cifar_pickle_tar(path, image_size, max_extract_bytes)
     extracted = _extract_archive(path, cache, max_extract_bytes)
@@ -216,14 +221,14 @@ def _load_keras_cifar10(image_size) -> Dataset:
     except Exception as error:  # Keras raises a bare Exception for a failed download
         raise UserError(
             f"could not download CIFAR-10 ({str(error).splitlines()[0][:120]}); offline, pass "
-            f"--data PATH (an image folder, an archive or cifar-10-python.tar.gz), or place the official "
+            f"`data` PATH (an image folder, an archive or cifar-10-python.tar.gz), or place the official "
             f"cifar-10-python.tar.gz at {keras_home}/datasets/cifar-10-batches-py-target_archive"
         ) from error
     metas = sorted(keras_home.glob("datasets/**/batches.meta"))
     class_names = _read_cifar_meta(metas[0].read_bytes()) if metas else CIFAR10_CLASS_NAMES
     return Dataset(_resize_all(x_train, image_size), y_train.reshape(-1).astype(np.int32),
                    _resize_all(x_test, image_size), y_test.reshape(-1).astype(np.int32),
-                   tuple(class_names), source="cifar10 (keras.datasets)")
+                   tuple(class_names), source=KERAS_CIFAR10_LABEL)
 
 
 def _resize_all(images: np.ndarray, image_size) -> np.ndarray:
@@ -340,19 +345,19 @@ def _reading_archive(path: Path):
 # ---------------------------------------------------------------- archives of image folders
 
 # Images barely compress (JPEG and PNG are compressed already), so an image archive expands about 1-3x; an
-# archive bomb expands a thousandfold. Unless --max-extract-gb says otherwise, this ratio is the limit.
+# archive bomb expands a thousandfold. Unless max_extract_bytes says otherwise, this ratio is the limit.
 EXPANSION_RATIO_LIMIT = 100
 
 
 def _check_expansion(path: Path, total_bytes: int, max_extract_bytes: int | None) -> None:
     """UserError when the archive's members add up to more than the limit (see EXPANSION_RATIO_LIMIT)."""
     if max_extract_bytes is not None:
-        limit, why = max_extract_bytes, "--max-extract-gb"
+        limit, why = max_extract_bytes, "`max_extract_bytes`"
     else:
         limit, why = EXPANSION_RATIO_LIMIT * path.stat().st_size, f"{EXPANSION_RATIO_LIMIT}x the archive's size"
     if total_bytes > limit:
         raise UserError(f"{path} expands to {_size_text(total_bytes)}, over the limit of {_size_text(limit)} "
-                        f"({why}); if the archive is genuine, raise --max-extract-gb")
+                        f"({why}); if the archive is genuine, raise `max_extract_bytes`")
 
 
 def _size_text(size_bytes: int) -> str:
@@ -409,7 +414,7 @@ def _find_tree_root(path: Path) -> Path:
     if len(children) == 1 and (children[0] / "train").is_dir():
         return children[0]
     if len(children) == 1 and _is_cifar_pickle_folder(children[0]):
-        raise UserError(f"{path} holds CIFAR-10 pickles: pass {children[0]} as --data")
+        raise UserError(f"{path} holds CIFAR-10 pickles: pass {children[0]} as `data`")
     raise UserError(f"{path} has no train/ folder: expected train/<class>/*.jpg (and optionally test/<class>/)")
 
 
@@ -548,6 +553,6 @@ def _split_off_test(dataset: Dataset, val_split: float, seed: int) -> Dataset:
             dataset.x_train, dataset.y_train, test_size=val_split, random_state=seed,
             stratify=dataset.y_train)
     except ValueError as error:
-        raise UserError(f"cannot split off a test set with --val-split {val_split}: {error}") from error
+        raise UserError(f"cannot split off a test set with `val_split` {val_split}: {error}") from error
     return dataclasses.replace(dataset, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
                                test_split=f"val-split {val_split}")

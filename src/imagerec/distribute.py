@@ -18,16 +18,19 @@ callbacks: one model, optimizer and schedule for both paths.
 import json
 import os
 
-import keras
-import tensorflow as tf
-
 from imagerec.errors import UserError
+
+# TensorFlow is imported inside the functions: the CLI lists STRATEGIES in `imagerec --help`, which must not
+# wait seconds for TensorFlow.
 
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 
 
-def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
-    """The strategy called `name`. Create it before any other TensorFlow work (multiworker needs that)."""
+def make_strategy(name: str = "auto"):
+    """The tf.distribute strategy called `name`. Create it before any other TensorFlow work (multiworker needs
+    that)."""
+    import tensorflow as tf
+
     if name not in STRATEGIES:
         raise UserError(f"unknown strategy {name!r}; choose one of: {', '.join(STRATEGIES)}")
     if name == "multiworker":
@@ -42,7 +45,7 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
 def _check_tf_config() -> None:
     text = os.environ.get("TF_CONFIG", "")
     if not text:
-        raise UserError("--strategy multiworker reads the cluster from the TF_CONFIG environment variable, "
+        raise UserError("the multiworker strategy reads the cluster from the TF_CONFIG environment variable, "
                         "which is not set (see the README's 'Scaling out')")
     try:
         config = json.loads(text)
@@ -56,6 +59,8 @@ def _check_tf_config() -> None:
 
 
 def is_multiworker(strategy) -> bool:
+    import tensorflow as tf
+
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
 
@@ -77,7 +82,7 @@ def per_replica_batch(strategy, batch_size: int) -> int:
     return batch_size // replicas
 
 
-def fit(model: keras.Model, batches: tf.data.Dataset, strategy, epochs: int, steps_per_epoch=None,
+def fit(model, batches, strategy, epochs: int, steps_per_epoch=None,
         initial_epoch: int = 0, callbacks=(), verbose: int = 2, validation_data=None):
     """`model.fit` where it works; a `strategy.run` loop over the same train_step under multiworker.
 
@@ -92,8 +97,10 @@ def fit(model: keras.Model, batches: tf.data.Dataset, strategy, epochs: int, ste
     return _fit_multiworker(model, batches, strategy, epochs, steps_per_epoch, initial_epoch, callbacks, verbose)
 
 
-def _worker_slices(batches: tf.data.Dataset, strategy) -> tf.data.Dataset:
+def _worker_slices(batches, strategy):
     """Each worker's share of every global batch, split into its local replicas' batches."""
+    import tensorflow as tf
+
     workers = strategy.extended._num_workers  # noqa: SLF001 - no public accessor in TF 2.21
     local_replicas = strategy.num_replicas_in_sync // workers
     worker = strategy.cluster_resolver.task_id if strategy.cluster_resolver.task_type != "chief" else 0
@@ -117,6 +124,9 @@ def _worker_slices(batches: tf.data.Dataset, strategy) -> tf.data.Dataset:
 
 
 def _fit_multiworker(model, batches, strategy, epochs, steps_per_epoch, initial_epoch, callbacks, verbose):
+    import keras
+    import tensorflow as tf
+
     if steps_per_epoch is None:
         steps_per_epoch = int(batches.cardinality())
         if steps_per_epoch < 0:

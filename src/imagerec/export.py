@@ -18,13 +18,12 @@ export that disagrees by more than FLOAT_TOLERANCE is refused; an int8 export re
 """
 
 import dataclasses
-import json
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from imagerec import fileio, manifest, saving
+from imagerec import fileio, manifest, rundir, saving
 from imagerec.errors import UserError
 
 FORMATS = ("keras", "h5", "savedmodel", "tflite", "onnx")
@@ -67,62 +66,70 @@ def default_path(format_name: str, quantize=None) -> Path:
     return Path("exports") / (stem + SUFFIXES.get(format_name, ""))
 
 
-def export_model(classifier, out, format_name: str, check_images: np.ndarray, check_labels=None,
-                 quantize: str | None = None, calibration_images=None, version: int | None = None) -> ExportResult:
+def export_model(classifier, out, format_name: str, dataset, *, quantize: str | None = None,
+                 check_images: int = 256, calibration_images: int = 256, seed: int = 0,
+                 version: int | None = None) -> ExportResult:
     """Write `classifier` (a Keras-backed Classifier) to `out` in `format_name`, check it, and record it.
 
-    `check_images` uint8 (N, H, W, 3): the export's probabilities on them are compared with Keras';
-    `check_labels` (N,) adds accuracies. `calibration_images` calibrate an int8 model (default: the check
-    images). For "savedmodel", `out` is the model's folder and the export goes in `out/<version>/` (default:
-    one above the highest version there). Raises UserError for a bad request or an export that disagrees.
+    The export's probabilities on `check_images` test images of `dataset` (a data.Dataset, drawn with `seed`)
+    are compared with Keras'; an int8 model is calibrated on `calibration_images` of its training images.
+    For "savedmodel", `out` is the model's folder and the export goes in `out/<version>/` (default: one above
+    the highest version there). Raises UserError for a bad request or an export that disagrees.
     """
-    _check_request(classifier, format_name, quantize, check_images)
+    generator = np.random.default_rng(seed)
+    check = generator.choice(len(dataset.y_test), min(check_images, len(dataset.y_test)), replace=False)
+    calibration = generator.choice(len(dataset.y_train), min(calibration_images, len(dataset.y_train)),
+                                   replace=False)
+    return export_arrays(classifier, out, format_name, dataset.x_test[check], dataset.y_test[check],
+                         quantize=quantize, calibration_images=dataset.x_train[calibration], version=version)
+
+
+def export_arrays(classifier, out, format_name: str, check_images: np.ndarray, check_labels=None,
+                  quantize: str | None = None, calibration_images=None, version: int | None = None) -> ExportResult:
+    """`export_model` on given uint8 images (N, H, W, 3): `check_labels` (N,) add accuracies;
+    `calibration_images` are needed for int8."""
+    _check_request(classifier, format_name, quantize, check_images, calibration_images)
     target = _target_path(Path(out), format_name, version)
     _check_folder_holds_this_model(classifier, target.parent)
-    model = classifier.keras_model
     reference = classifier.predict_proba(check_images)
     with fileio.atomic_path(target, suffix=SUFFIXES.get(format_name, "")) as temporary:
-        _write(model, temporary, format_name, quantize, calibration_images if calibration_images is not None
-               else check_images)
+        _write(classifier.keras_model, temporary, format_name, quantize, calibration_images)
         probabilities = run_export(temporary, format_name, check_images)
         result = _compare(target, format_name, quantize, reference, probabilities, check_labels)
         result.size_bytes = sum(file.stat().st_size for file in manifest.artefact_files(temporary))
         if not quantize and result.max_abs_difference > FLOAT_TOLERANCE:
             raise UserError(f"the {format_name} export disagrees with the Keras model: max |probability "
                             f"difference| {result.max_abs_difference:.2e} > {FLOAT_TOLERANCE:.0e}; nothing written")
-    _write_model_info(classifier, target)
-    manifest.record(target.parent, [target, target.parent / saving.MODEL_INFO_FILE])
+    info_path = _write_model_info(classifier, target)
+    manifest.record(target.parent, [target, info_path])
     return result
 
 
 def _check_folder_holds_this_model(classifier, folder: Path) -> None:
     """An export folder's model.json names one model's classes: refuse to mix in a model with other classes."""
-    try:
-        existing = json.loads((folder / saving.MODEL_INFO_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return
-    if isinstance(existing, dict) and existing.get("class_names") not in (None, list(classifier.class_names)):
-        raise UserError(f"{folder / saving.MODEL_INFO_FILE} describes a model with other classes; export into "
+    existing = rundir.folder_model_info(folder)
+    if existing is not None and existing.class_names != tuple(classifier.class_names):
+        raise UserError(f"{folder / rundir.MODEL_INFO_FILE} describes a model with other classes; export into "
                         f"a folder of its own")
 
 
-def _write_model_info(classifier, target: Path) -> None:
+def _write_model_info(classifier, target: Path) -> Path:
     """model.json beside the export (above a SavedModel's version folders), so loaders find the class names.
 
     One already there (a run directory's own, or an earlier export of this model) is kept as it is.
     """
-    path = target.parent / saving.MODEL_INFO_FILE
-    if not path.exists():
-        fileio.write_json(path, {"class_names": list(classifier.class_names),
-                                 "input_shape": list(classifier.input_shape), "exported_from": str(classifier.path)})
+    if rundir.folder_model_info(target.parent) is not None:
+        return target.parent / rundir.MODEL_INFO_FILE
+    return rundir.write_model_info(target.parent, rundir.ModelInfo(
+        tuple(classifier.class_names), tuple(classifier.input_shape), exported_from=str(classifier.path)))
 
 
-def _check_request(classifier, format_name, quantize, check_images) -> None:
+def _check_request(classifier, format_name, quantize, check_images, calibration_images) -> None:
     if format_name not in FORMATS:
         raise UserError(f"unknown export format {format_name!r}; choose one of {', '.join(FORMATS)}")
     if quantize is not None and format_name not in QUANTIZABLE.get(quantize, ()):
-        raise UserError(f"--quantize {quantize} is supported for: {', '.join(QUANTIZABLE.get(quantize, ())) or 'none'}"
-                        f" (not {format_name})")
+        raise UserError(f"`quantize` {quantize} is supported for: "
+                        f"{', '.join(QUANTIZABLE.get(quantize, ())) or 'none'} (not {format_name})")
     if classifier.keras_model is None:
         raise UserError(f"{classifier.path} is a {classifier.format}; export from the run directory or its "
                         f".keras/.h5 file instead")
@@ -132,6 +139,8 @@ def _check_request(classifier, format_name, quantize, check_images) -> None:
             require(*needed)
     if len(check_images) == 0:
         raise UserError("no images to check the export with")
+    if quantize and (calibration_images is None or len(calibration_images) == 0):
+        raise UserError("an int8 export needs calibration images")
 
 
 def require(module: str, extra: str) -> None:
@@ -150,7 +159,7 @@ def _target_path(out: Path, format_name: str, version) -> Path:
             raise UserError(f"cannot write {out}: {parent} is a file, not a folder")
     if format_name == "savedmodel":
         if out.exists() and not out.is_dir():
-            raise UserError(f"--out {out} is a file; a SavedModel export needs a folder (versions go inside it)")
+            raise UserError(f"`out` {out} is a file; a SavedModel export needs a folder (versions go inside it)")
         versions = [int(child.name) for child in out.iterdir() if child.name.isdigit()] if out.is_dir() else []
         if version is not None and version in versions:
             raise UserError(f"{out / str(version)} already exists; TF Serving versions are never overwritten")
@@ -158,7 +167,7 @@ def _target_path(out: Path, format_name: str, version) -> Path:
     if out.suffix.lower() != SUFFIXES[format_name]:
         raise UserError(f"the {format_name} export must end in {SUFFIXES[format_name]}: got {out}")
     if out.is_dir():
-        raise UserError(f"--out {out} is a folder; give a file name ending in {SUFFIXES[format_name]}")
+        raise UserError(f"`out` {out} is a folder; give a file name ending in {SUFFIXES[format_name]}")
     return out
 
 
@@ -269,6 +278,8 @@ def run_export(path, format_name: str, images: np.ndarray, batch_size: int = 256
 
 def _keras_runner(path: Path):
     import keras
+
+    from imagerec import layers  # noqa: F401 - registers imagerec's own layers, which saved models name
 
     model = keras.saving.load_model(path, safe_mode=True, compile=False)
     return lambda batch: model(batch, training=False)

@@ -5,7 +5,6 @@ the final name with `os.replace` (atomic on POSIX): readers see the old file or 
 """
 
 import contextlib
-import datetime
 import json
 import os
 import shutil
@@ -59,24 +58,6 @@ def _replace(temporary: Path, final_path: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(temporary, final_path)
-
-
-def default_run_dir() -> Path:
-    return Path("runs") / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-
-
-def prepare_empty_dir(path, create: bool = True) -> Path:
-    """Check that `path` is a new or empty folder (UserError otherwise) and create it if asked."""
-    from imagerec.errors import UserError
-
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise UserError(f"--out {path} is a file, not a folder")
-    if path.is_dir() and any(path.iterdir()):
-        raise UserError(f"run directory {path} already holds files; choose a new --out")
-    if create:
-        path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def write_text(path, text: str) -> None:

@@ -1,4 +1,4 @@
-"""Custom Keras layers of the fast model, registered so every saved format reloads them safely.
+"""Custom Keras layers of the airbench models, registered so every saved format reloads them safely.
 
 Keras has no layer for a frozen-kernel/trainable-bias convolution or for test-time-augmentation views,
 so these few are written here; each is plain TensorFlow ops that export to SavedModel, TFLite and ONNX.

@@ -22,12 +22,10 @@ import json
 import os
 from pathlib import Path
 
-from imagerec import fileio
+from imagerec import fileio, rundir
 
-MANIFEST_FILE = "manifest.json"
+MANIFEST_FILE = rundir.MANIFEST_FILE
 MANIFEST_VERSION = 1
-# Artefacts that sit below their manifest's folder: the run directory's SavedModel (saving.SAVED_MODEL_DIR).
-NESTED_ARTEFACTS = ("saved_model/my_model",)
 
 VERIFIED = "verified"  # listed in a manifest, and every file matches
 UNLISTED = "unlisted"  # no manifest above it lists it
@@ -112,12 +110,7 @@ def _copy_file_hashing(source: Path, copy: Path) -> str:
 
 def _vouching_manifest(path: Path):
     """(folder, entries) of the one manifest that may vouch for `path`, or (None, None)."""
-    folders = [path.parent]
-    for nested in NESTED_ARTEFACTS:
-        depth = len(Path(nested).parts)
-        if path.parts[-depth:] == Path(nested).parts:
-            folders.append(path.parents[depth - 1])
-    for folder in folders:
+    for folder in rundir.describing_folders(path):
         entries = _read(folder / MANIFEST_FILE)
         if entries is None:
             continue

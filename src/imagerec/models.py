@@ -12,6 +12,8 @@ import numpy as np
 from imagerec import layers as custom_layers
 
 MODELS = {}
+# Earlier names of the airbench nets; model.json files of older runs still name them.
+ALIASES = {"fast": "airbench", "fast_medium": "airbench_medium", "fast_small": "airbench_small"}
 INPUT_NAME = "image"  # the SavedModel signature's input key
 
 
@@ -25,13 +27,13 @@ def check_model_name(name: str) -> None:
     """UserError unless `name` is a registered model."""
     from imagerec.errors import UserError
 
-    if name not in MODELS:
+    if ALIASES.get(name, name) not in MODELS:
         raise UserError(f"unknown model {name!r}; choose one of: {', '.join(sorted(MODELS))}")
 
 
 def build_model(name: str, num_classes: int, input_shape=(32, 32, 3)) -> keras.Model:
     check_model_name(name)
-    return MODELS[name](tuple(input_shape), int(num_classes))
+    return MODELS[ALIASES.get(name, name)](tuple(input_shape), int(num_classes))
 
 
 def replica_synced_batch_norm(**kwargs) -> keras.layers.BatchNormalization:
@@ -83,15 +85,15 @@ def tiny(input_shape, num_classes: int) -> keras.Model:
     return keras.Model(inputs, outputs, name="tiny")
 
 
-# ---------------------------------------------------------------- the fast family (airbench-style)
+# ---------------------------------------------------------------- the airbench family
 
-def fast_net(input_shape, num_classes: int, widths=(64, 256, 256), name: str = "fast") -> keras.Model:
+def airbench_net(input_shape, num_classes: int, widths=(64, 256, 256), name: str = "airbench") -> keras.Model:
     """An airbench94-shaped net (arXiv 2404.00498) returning logits: raw pixels → normalising, frozen 2x2
     patch whitening (24 filters) → GELU → 3 blocks [conv3x3 → maxpool2 → BN → GELU → conv3x3 → BN → GELU]
     → maxpool → linear without bias → x 1/9. Convolutions have no bias and start as partial identities;
     BN keeps its scale at 1 (only its bias trains), eps 1e-12, fast running statistics.
 
-    Call `init_fast_net(net, images)` before training: it sets the normalisation and whitening from data.
+    Call `init_airbench_net(net, images)` before training: it sets the normalisation and whitening from data.
     """
     inputs = keras.Input(shape=input_shape, name=INPUT_NAME)
     # Raw pixels go straight in: the whitening folds in the input normalisation (see PatchWhitening).
@@ -99,7 +101,7 @@ def fast_net(input_shape, num_classes: int, widths=(64, 256, 256), name: str = "
     x = custom_layers.PatchWhitening(2 * 2 * 2 * input_shape[-1], patch_size=2, name="whiten", dtype="float32")(inputs)
     x = keras.layers.Activation("gelu")(x)
     for index, width in enumerate(widths, start=1):
-        x = _fast_block(x, width, f"block{index}")
+        x = _airbench_block(x, width, f"block{index}")
     x = keras.layers.GlobalMaxPooling2D()(x)  # = airbench's MaxPool2d(3) on the final 3x3 map
     x = keras.layers.Dense(num_classes, use_bias=False, kernel_initializer=_torch_default_init(),
                            name="logits_unscaled")(x)
@@ -118,7 +120,7 @@ def _torch_default_init():
     return keras.initializers.VarianceScaling(scale=1 / 3, mode="fan_in", distribution="uniform")
 
 
-def _fast_block(x, width: int, name: str):
+def _airbench_block(x, width: int, name: str):
     def batch_norm(suffix):
         # Keras momentum 0.6 = PyTorch momentum 0.4: running stats follow the batches quickly (airbench).
         return replica_synced_batch_norm(momentum=0.6, epsilon=1e-12, scale=False, name=f"{name}_bn{suffix}")
@@ -144,7 +146,7 @@ def _partial_identity(kernel: np.ndarray) -> np.ndarray:
     return kernel
 
 
-def init_fast_net(net: keras.Model, images: np.ndarray) -> None:
+def init_airbench_net(net: keras.Model, images: np.ndarray) -> None:
     """Set the net's patch whitening (and input normalisation) from uint8 training images (N, H, W, 3)."""
     whiten = net.get_layer("whiten")
     kernel, offset = custom_layers.whitening_parameters(images, whiten.patch_size)
@@ -152,19 +154,19 @@ def init_fast_net(net: keras.Model, images: np.ndarray) -> None:
     whiten.offset.assign(offset)
 
 
-def _register_fast(name: str, widths, doc: str):
-    builder = functools.partial(fast_net, widths=widths, name=name)
+def _register_airbench(name: str, widths, doc: str):
+    builder = functools.partial(airbench_net, widths=widths, name=name)
     builder.__name__, builder.__doc__ = name, doc
     register_model(builder)
 
 
-_register_fast("fast", (64, 256, 256), "airbench94 widths: 64/256/256, 236 MFLOP per image forward.")
-_register_fast("fast_medium", (64, 128, 128), "Half-width blocks 2-3: 64/128/128.")
-_register_fast("fast_small", (32, 64, 64), "Quarter width: 32/64/64.")
+_register_airbench("airbench", (64, 256, 256), "airbench94 widths: 64/256/256, 236 MFLOP per image forward.")
+_register_airbench("airbench_medium", (64, 128, 128), "Half-width blocks 2-3: 64/128/128.")
+_register_airbench("airbench_small", (32, 64, 64), "Quarter width: 32/64/64.")
 
 
 def outputs_probabilities(model: keras.Model) -> bool:
-    """True when the model ends in a softmax (seed, tiny), False when it returns logits (fast nets)."""
+    """True when the model ends in a softmax (seed, tiny), False when it returns logits (airbench nets)."""
     activation = getattr(model.layers[-1], "activation", None)
     return activation is not None and getattr(activation, "__name__", "") == "softmax"
 

@@ -1,4 +1,4 @@
-"""Optimisation pieces of the fast recipe that Keras does not ship.
+"""Optimisation pieces of the airbench recipe that Keras does not ship.
 
 Keras has no piecewise-linear schedule and no Lookahead/EMA that writes the average back into the model
 during training, so both are here, small and tested.

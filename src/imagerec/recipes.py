@@ -1,8 +1,10 @@
 """Recipes: every number of a training run, in one frozen preset per recipe.
 
 A recipe is data: the model to build, the optimiser and its settings, the epochs and the augmentation.
-`train.train` reads nothing else. Two kinds exist: `SeedRecipe` (the tutorial: Adam, a plain phase then an
-augmented phase) and `FastRecipe` (airbench-style: whitening, Nesterov SGD, Lookahead, test-time views).
+`train.train` reads nothing else, and finds the recipe type's trainer in `train.TRAINERS`. Two types exist:
+`SeedRecipe` (the tutorial: Adam, a plain phase then an augmented phase) and `AirbenchRecipe` (airbench-style:
+patch whitening, dirac-initialised convolutions, Nesterov SGD, Lookahead, test-time views). Every recipe
+has `epochs` (all of them), `model`, `batch_size`, `learning_rate`, `jit_compile` and `mixed_precision`.
 """
 
 import dataclasses
@@ -10,43 +12,52 @@ import dataclasses
 from imagerec.errors import UserError
 
 
+PRECISIONS = ("off", "bf16", "fp16")  # float32; mixed bfloat16 (CPUs with AVX512_BF16/AMX, GPUs); mixed float16 (GPUs)
+
+
 @dataclasses.dataclass(frozen=True)
 class SeedRecipe:
-    """The tutorial's two-phase Adam recipe. Epoch counts are full passes over the training split."""
+    """The tutorial's two-phase Adam recipe: the first `epochs - augmented_epochs` epochs on the original
+    images, the last `augmented_epochs` with shift/flip augmentation. Epochs are full passes over the
+    training split; trained by `seed_training.fit`."""
 
     name: str
     model: str  # a name registered in imagerec.models
     batch_size: int  # images per optimiser step
     learning_rate: float  # Adam step size
-    plain_epochs: int  # phase 1: original images
-    augmented_epochs: int  # phase 2: with augmentation
+    epochs: int  # both phases together
+    augmented_epochs: int  # the last this many epochs are augmented (phase 2)
     shift_fraction: float  # phase 2: max random shift, as a fraction of height and of width
     horizontal_flip: bool  # phase 2: random left-right mirror
     jit_compile: bool | str = "auto"  # XLA: Keras' "auto" compiles only when a GPU is visible
-    mixed_precision: str = "off"  # "bf16" or "fp16": see train.PRECISION_POLICIES
+    mixed_precision: str = "off"  # one of PRECISIONS
 
-    kind = "seed"
-    epochs_field = "plain_epochs"  # what `imagerec train --epochs` sets
+    test_time_augmentation = False  # the saved model sees each image once
 
     @property
-    def total_epochs(self) -> int:
-        return self.plain_epochs + self.augmented_epochs
+    def plain_epochs(self) -> int:
+        return self.epochs - self.augmented_epochs
+
+    def phase(self, epoch: int) -> str:
+        """The phase of 1-based `epoch`: "plain" or "augmented"."""
+        return "plain" if epoch <= self.plain_epochs else "augmented"
 
     def validate(self) -> "SeedRecipe":
         """Raise UserError for settings no run can use; return self."""
-        if self.plain_epochs < 0 or self.augmented_epochs < 0:
-            raise UserError(f"epoch counts must be 0 or more, got {self.plain_epochs} and {self.augmented_epochs}")
-        if self.total_epochs == 0:
-            raise UserError("nothing to train: both phases have 0 epochs")
+        if self.epochs < 1:
+            raise UserError(f"`epochs` must be 1 or more, got {self.epochs}")
+        if not 0 <= self.augmented_epochs <= self.epochs:
+            raise UserError(f"`augmented_epochs` must be from 0 to `epochs` ({self.epochs}): the last "
+                            f"augmented_epochs of the epochs are augmented, got {self.augmented_epochs}")
         _check_common(self)
         if not 0 <= self.shift_fraction < 1:
-            raise UserError(f"shift fraction must be in [0, 1), got {self.shift_fraction}")
+            raise UserError(f"`shift_fraction` must be in [0, 1), got {self.shift_fraction}")
         return self
 
 
 @dataclasses.dataclass(frozen=True)
-class FastRecipe:
-    """airbench-style recipe (arXiv 2404.00498): see `fast_training.train_fast` for how each number is used.
+class AirbenchRecipe:
+    """airbench-style recipe (arXiv 2404.00498): see `airbench.fit` for how each number is used.
 
     Learning rate and weight decay use airbench's decoupled units (per 1024 examples, independent of
     momentum): the SGD step size is learning_rate / (1024 * (1 + 1/(1 - momentum))) per summed example
@@ -77,33 +88,31 @@ class FastRecipe:
     # Keras' "auto" compiles with XLA only when a GPU is visible. On this 2-core CPU, TensorFlow's own
     # (oneDNN) kernels train the fast nets 1.4-1.8x faster than XLA's (benchmarks/throughput.py).
     jit_compile: bool | str = "auto"
-    mixed_precision: str = "off"  # "bf16" or "fp16": see train.PRECISION_POLICIES
+    mixed_precision: str = "off"  # one of PRECISIONS
 
-    kind = "fast"
-    epochs_field = "epochs"
+    def phase(self, epoch: int) -> str:
+        return "train"  # one phase: the schedule, not a phase, changes over the epochs
 
-    @property
-    def total_epochs(self) -> int:
-        return self.epochs
-
-    def validate(self) -> "FastRecipe":
+    def validate(self) -> "AirbenchRecipe":
         if self.epochs < 1:
-            raise UserError(f"epochs must be 1 or more, got {self.epochs}")
+            raise UserError(f"`epochs` must be 1 or more, got {self.epochs}")
         _check_common(self)
         if not 0 <= self.momentum < 1:
-            raise UserError(f"momentum must be in [0, 1), got {self.momentum}")
+            raise UserError(f"`momentum` must be in [0, 1), got {self.momentum}")
         if self.translate < 0:
-            raise UserError(f"translate must be 0 or more pixels, got {self.translate}")
+            raise UserError(f"`translate` must be 0 or more pixels, got {self.translate}")
         return self
 
 
 def _check_common(recipe) -> None:
-    if recipe.mixed_precision not in ("off", "bf16", "fp16"):
-        raise UserError(f"mixed precision must be off, bf16 or fp16, got {recipe.mixed_precision!r}")
+    if recipe.mixed_precision not in PRECISIONS:
+        raise UserError(f"`mixed_precision` must be one of {', '.join(PRECISIONS)}, got {recipe.mixed_precision!r}")
+    if recipe.jit_compile not in (True, False, "auto"):
+        raise UserError(f"`jit_compile` must be true, false or auto, got {recipe.jit_compile!r}")
     if recipe.batch_size < 1:
-        raise UserError(f"batch size must be at least 1, got {recipe.batch_size}")
+        raise UserError(f"`batch_size` must be at least 1, got {recipe.batch_size}")
     if not recipe.learning_rate > 0:
-        raise UserError(f"learning rate must be positive, got {recipe.learning_rate}")
+        raise UserError(f"`learning_rate` must be positive, got {recipe.learning_rate}")
 
 
 # The original tutorial, kept faithfully. Measured on CIFAR-10 (JPEG copy), 2 CPU cores: see
@@ -113,39 +122,92 @@ SEED = SeedRecipe(
     model="seed",
     batch_size=32,  # the tutorial's model.fit(batch_size=32)
     learning_rate=1e-3,  # Adam's default, as in the tutorial
-    plain_epochs=10,
+    epochs=15,  # 10 plain, then 5 augmented
     augmented_epochs=5,
     shift_fraction=0.1,  # ImageDataGenerator(width_shift_range=0.1, height_shift_range=0.1)
     horizontal_flip=True,
 )
 
 # airbench94's net and hyper-parameters (94.01% in 9.9 epochs on a GPU, official CIFAR-10); the default recipe.
-# CPU, CIFAR-10 (JPEG copy), seed 0: 90.3% in 1,810 s (`python benchmarks/time_to_accuracy.py --model fast --epochs 10`).
-FAST = FastRecipe(name="fast", model="fast", epochs=10)
+# CPU, CIFAR-10 (JPEG copy), seed 0: 90.3% in 1,810 s
+# (`python benchmarks/time_to_accuracy.py --recipe airbench`).
+AIRBENCH = AirbenchRecipe(name="airbench", model="airbench", epochs=10)
 
 # Smaller budgets, same method, epochs chosen by time budget (no tuning on the test set). Measured on
-# CIFAR-10 (JPEG copy), 2 CPU cores (`python benchmarks/time_to_accuracy.py --model MODEL --epochs N`):
-#   fast_small:  81.4 ± 0.2% in 159 s, 3 seeds (the seed recipe's accuracy in 1/13 of its time)
-#   fast_medium: 88.4% in 759 s, seed 0
-FAST_SMALL = FastRecipe(name="fast_small", model="fast_small", epochs=4)
-FAST_MEDIUM = FastRecipe(name="fast_medium", model="fast_medium", epochs=8)
+# CIFAR-10 (JPEG copy), 2 CPU cores (`python benchmarks/time_to_accuracy.py --recipe NAME`):
+#   airbench_small:  81.4 ± 0.2% in 159 s, 3 seeds (the seed recipe's accuracy in 1/13 of its time)
+#   airbench_medium: 88.4% in 759 s, seed 0
+AIRBENCH_SMALL = AirbenchRecipe(name="airbench_small", model="airbench_small", epochs=4)
+AIRBENCH_MEDIUM = AirbenchRecipe(name="airbench_medium", model="airbench_medium", epochs=8)
 
-RECIPES = {recipe.name: recipe for recipe in (SEED, FAST, FAST_SMALL, FAST_MEDIUM)}
+RECIPES = {recipe.name: recipe for recipe in (AIRBENCH, AIRBENCH_MEDIUM, AIRBENCH_SMALL, SEED)}
+DEFAULT = AIRBENCH.name
+# Earlier names of the airbench family ("fast" said how quick, not what it is); they still work.
+ALIASES = {"fast": "airbench", "fast_medium": "airbench_medium", "fast_small": "airbench_small"}
 
 
-def get_recipe(name: str, epochs: int | None = None, **overrides):
-    """The named preset with `overrides` (fields left None keep the preset's value), validated.
-
-    `epochs` sets the recipe's main epoch count (the seed recipe's plain phase, the fast recipe's total).
-    """
+def get_recipe(name: str = DEFAULT, **overrides):
+    """The named preset (or an alias of one) with `overrides` (fields left None keep the preset's value),
+    validated. Raises UserError for an unknown recipe, a field it does not have, or a value no run can use."""
+    name = ALIASES.get(name, name)
     if name not in RECIPES:
-        raise UserError(f"unknown recipe {name!r}; choose one of: {', '.join(sorted(RECIPES))}")
+        raise UserError(f"unknown recipe {name!r}; choose one of: {', '.join(RECIPES)}")
     recipe = RECIPES[name]
     changes = {key: value for key, value in overrides.items() if value is not None}
-    if epochs is not None:
-        changes[recipe.epochs_field] = epochs
-    known = {field.name for field in dataclasses.fields(recipe)}
-    unknown = set(changes) - known
+    unknown = set(changes) - set(field_types(recipe))
     if unknown:
-        raise UserError(f"recipe {name!r} has no setting(s): {', '.join(sorted(unknown))}")
+        raise UserError(f"recipe {name!r} has no setting(s): {', '.join(sorted(unknown))}; it has: "
+                        f"{', '.join(field_types(recipe))}")
     return dataclasses.replace(recipe, **changes).validate()
+
+
+def describe() -> str:
+    """Every recipe, its aliases and its settings (what `imagerec recipes` prints)."""
+    lines = []
+    for name, recipe in RECIPES.items():
+        aliases = [alias for alias, target in ALIASES.items() if target == name]
+        lines.append(f"{name}{' (also: ' + ', '.join(aliases) + ')' if aliases else ''}: {type(recipe).__name__}")
+        lines.append("  " + ", ".join(f"{field}={getattr(recipe, field)}" for field in field_types(recipe)))
+    return "\n".join(lines)
+
+
+def field_types(recipe) -> dict:
+    """{field name: type} of a recipe's settings (name excluded: it names the preset)."""
+    return {field.name: field.type for field in dataclasses.fields(recipe) if field.name != "name"}
+
+
+def parse_settings(recipe_name: str, assignments) -> dict:
+    """["field=value", ...] → {field: value} typed as the named recipe's fields (the CLI's and the
+    benchmarks' `--set`). UserError for a malformed assignment, an unknown field or a value of the wrong type."""
+    types = field_types(get_recipe(recipe_name))
+    settings = {}
+    for assignment in assignments:
+        field, equals, text = assignment.partition("=")
+        if not equals or not field:
+            raise UserError(f"a setting is field=value, got {assignment!r}")
+        if field not in types:
+            raise UserError(f"recipe {recipe_name!r} has no setting {field!r}; it has: {', '.join(types)}")
+        settings[field] = _parse_value(field, text, types[field])
+    return settings
+
+
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+def _parse_value(field: str, text: str, kind):
+    lowered = text.strip().lower()
+    if kind in (bool, bool | str) and (lowered in _TRUE or lowered in _FALSE):
+        return lowered in _TRUE
+    if kind is bool:
+        raise UserError(f"`{field}` is true or false, got {text!r}")
+    if kind is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise UserError(f"`{field}` is a whole number, got {text!r}") from None
+    if kind is float:
+        try:
+            return float(text)
+        except ValueError:
+            raise UserError(f"`{field}` is a number, got {text!r}") from None
+    return text

@@ -1,8 +1,9 @@
 """Reports: draw an evaluation's numbers as PNG figures and one self-contained report.html.
 
-Reporting only draws: the numbers come from `evaluate.classification_numbers` (and the run's history and
-metrics files). Every figure is written as a PNG and embedded in the HTML as base64, so the page opens
-offline with no external script, style sheet, font or image.
+Reporting only draws: the numbers come from `evaluate.classification_numbers`, and the training curves from
+the history it is given (`train` draws a run's curves here too). Every figure is written as a PNG and
+embedded in the HTML as base64, so the page opens offline with no external script, style sheet, font or
+image.
 """
 
 import base64
@@ -11,6 +12,7 @@ import json
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 import numpy as np
 
 matplotlib.use("Agg")  # files only, never a window; must precede pyplot's import
@@ -21,42 +23,48 @@ from imagerec import evaluate, fileio  # noqa: E402
 COLOUR_MAP = "viridis"  # perceptually uniform and monotonic in lightness: reads in grey too
 
 
-def write_report(out_dir, classifier, images: np.ndarray, labels: np.ndarray, run_dir=None, dataset=None,
-                 probabilities=None) -> dict:
+def write_report(out_dir, classifier, images: np.ndarray, labels: np.ndarray, *, dataset=None, history=None,
+                 run=None, probabilities=None) -> dict:
     """Evaluate `classifier` on uint8 `images`/`labels` and write report.json, the figures and report.html
-    into `out_dir` (created if needed). `run_dir`, when given, adds its training curves and settings;
-    `dataset` (a data.Dataset) adds the data overview: class counts per split, skipped files, samples.
-    `probabilities`, when the caller already has them for `images`, saves running the model again.
-    Returns the report's numbers (what report.json holds)."""
+    into `out_dir` (created if needed). `dataset` (a data.Dataset) adds the data overview: class counts per
+    split, skipped files, samples; `history` (per-epoch records) adds the training curves; `run` (a run's
+    metrics) adds its settings. `probabilities`, when the caller already has them for `images`, saves running
+    the model again. Returns the report's numbers (what report.json holds)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if probabilities is None:
         probabilities = classifier.predict_proba(images)
     numbers = evaluate.classification_numbers(probabilities, labels, classifier.class_names)
+    figures = _figures(numbers, classifier.class_names, images, dataset, history)
+    for name, draw in figures.items():
+        draw(out_dir / name)
+    report = {"model": classifier.path, "format": classifier.format, "run": _run_facts(run or {}),
+              "data": data_overview(dataset) if dataset is not None else None, **numbers}
+    fileio.write_json(out_dir / REPORT_JSON, report)
+    fileio.write_text(out_dir / REPORT_HTML, render_html(report, classifier.class_names,
+                                                         [out_dir / name for name in figures]))
+    return report
+
+
+REPORT_JSON, REPORT_HTML = "report.json", "report.html"
+
+
+def _figures(numbers: dict, class_names, images, dataset, history) -> dict:
+    """{file name: draw(path)} of every figure the report has."""
     figures = {
-        "confusion_counts.png": lambda path: plot_confusion(numbers, classifier.class_names, path, normalise=False),
-        "confusion_normalised.png": lambda path: plot_confusion(numbers, classifier.class_names, path, normalise=True),
+        "confusion_counts.png": lambda path: plot_confusion(numbers, class_names, path, normalise=False),
+        "confusion_normalised.png": lambda path: plot_confusion(numbers, class_names, path, normalise=True),
         "reliability.png": lambda path: plot_reliability(numbers["calibration"], path),
         "mistakes.png": lambda path: plot_mistakes(numbers["most_confident_mistakes"], images, path),
     }
     if dataset is not None:
         figures["samples.png"] = lambda path: plot_samples(dataset.x_train, dataset.y_train, dataset.class_names, path)
-    for name, draw in figures.items():
-        draw(out_dir / name)
-    curves = [Path(run_dir) / name for name in ("accuracy.png", "loss.png")] if run_dir else []
-    run = _run_facts(run_dir)
-    report = {"model": classifier.path, "format": classifier.format, "run": run,
-              "data": data_overview(dataset) if dataset is not None else None, **numbers}
-    fileio.write_json(out_dir / "report.json", report)
-    pictures = [out_dir / name for name in figures] + [path for path in curves if path.is_file()]
-    fileio.write_text(out_dir / "report.html", render_html(report, classifier.class_names, pictures))
-    return report
+    for metric in ("accuracy", "loss") if history else ():
+        figures[f"{metric}.png"] = lambda path, metric=metric: plot_curves(history, metric, path)
+    return figures
 
 
-def _run_facts(run_dir) -> dict:
-    if not run_dir or not (Path(run_dir) / "metrics.json").is_file():
-        return {}
-    metrics = json.loads((Path(run_dir) / "metrics.json").read_text(encoding="utf-8"))
+def _run_facts(metrics: dict) -> dict:
     keys = ("recipe", "seed", "data", "model", "train_wall_s", "wall_s", "versions", "test_accuracy")
     return {key: metrics[key] for key in keys if key in metrics}
 
@@ -145,6 +153,27 @@ def plot_mistakes(mistakes: list, images: np.ndarray, path, columns: int = 8) ->
     if not mistakes:
         grid.flat[0].text(0.5, 0.5, "no mistakes", ha="center", va="center")
     figure.suptitle("Most confident mistakes: true → predicted (confidence)", fontsize=9)
+    _save(figure, path)
+
+
+def plot_curves(history: list, metric: str, path) -> None:
+    """Train vs validation `metric` over all epochs, with the start of each later phase marked (the seed
+    recipe's augmented phase). `history`: per-epoch records (1-based "epoch", "phase", `metric`, `val_<metric>`)."""
+    numbers = [record["epoch"] for record in history]
+    figure, axes = plt.subplots(figsize=(7, 4.5), dpi=110)
+    axes.plot(numbers, [record[metric] for record in history], "o-", label=f"train {metric}")
+    if all(f"val_{metric}" in record for record in history):
+        axes.plot(numbers, [record[f"val_{metric}"] for record in history], "s--", label=f"validation {metric}")
+    for previous, record in zip(history, history[1:]):
+        if record["phase"] != previous["phase"]:
+            label = "augmentation starts" if record["phase"] == "augmented" else f"{record['phase']} phase starts"
+            axes.axvline(record["epoch"] - 0.5, color="grey", linestyle=":", label=label)
+    axes.set_title(f"{metric.capitalize()} per epoch")
+    axes.set_xlabel("epoch")
+    axes.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    axes.set_ylabel(metric)
+    axes.grid(alpha=0.3)
+    axes.legend()
     _save(figure, path)
 
 

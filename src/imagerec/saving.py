@@ -1,14 +1,8 @@
 """Saving a trained model in every format of the original tutorial, and loading any of them back.
 
-Files in a run directory (names kept from the tutorial):
-  model.keras                    Keras 3 native format (architecture + weights + optimiser state)
-  imagerecognition_tf_cifar.h5   legacy HDF5 full model
-  gfgModelWeights.weights.h5     weights only (Keras 3 requires the `.weights.h5` suffix; the tutorial's
-                                 `gfgModelWeights` checkpoint); rebuilt from model.json when loaded
-  saved_model/my_model/          TF SavedModel via `model.export`, endpoint `serving_default`
-  model.json                     architecture name, input shape and class names for all of the above
-  manifest.json                  the SHA-256 of every file above (see manifest.py)
-All take raw 0-255 RGB pixels and return class probabilities. Every file is written atomically.
+A run directory gets the model as Keras 3 native, legacy HDF5, weights only and TF SavedModel (the names
+are `rundir`'s), its model.json and a manifest of their SHA-256. All take raw 0-255 RGB pixels and return
+class probabilities. Every file is written atomically.
 
 Loading is safe by default: `.keras` files load in Keras' safe mode (no Lambda layers, no arbitrary code);
 `.h5` files and SavedModels, which safe mode does not cover, load only when the manifest beside them vouches
@@ -16,87 +10,36 @@ for them; any artefact that no longer matches its manifest is refused. `trust_mo
 `--trust-model`) lifts both checks, for models whose author the user trusts.
 """
 
-import dataclasses
-import json
 import re
 import tempfile
 import warnings
 import zipfile
 from pathlib import Path
 
-import numpy as np
-
-from imagerec import fileio, manifest, models
+from imagerec import fileio, manifest, rundir
+from imagerec.classifier import Classifier
 from imagerec.errors import UserError
 
-KERAS_FILE = "model.keras"
-H5_FILE = "imagerecognition_tf_cifar.h5"
-WEIGHTS_FILE = "gfgModelWeights.weights.h5"
-SAVED_MODEL_DIR = "saved_model/my_model"
-MODEL_INFO_FILE = "model.json"
 
-
-@dataclasses.dataclass
-class Classifier:
-    """A loaded model of any format: raw uint8 images in, class probabilities out."""
-
-    path: str
-    format: str  # "keras", "h5", "weights" or "savedmodel"
-    class_names: tuple
-    input_shape: tuple  # (height, width, channels)
-    _predict_batch: object  # float32 (N, H, W, C) → probabilities (N, num_classes)
-    keras_model: object = None  # the keras.Model, for formats that have one
-
-    @classmethod
-    def from_keras(cls, model, class_names, path: str = "", format_name: str = "keras") -> "Classifier":
-        """Wrap an in-memory Keras model (raw pixels in, probabilities out)."""
-        return cls(str(path), format_name, tuple(class_names), tuple(model.input_shape[1:]),
-                   _compiled_forward(model), keras_model=model)
-
-    def predict_proba(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """Probabilities (N, num_classes) float32 for uint8/float images (N, H, W, C) in 0-255."""
-        images = np.asarray(images)
-        if images.ndim != 4 or tuple(images.shape[1:]) != tuple(self.input_shape):
-            raise UserError(f"images of shape {images.shape[1:]} do not fit the model's input {self.input_shape}")
-        outputs = [np.asarray(self._predict_batch(images[start:start + batch_size].astype(np.float32)))
-                   for start in range(0, len(images), batch_size)]
-        if not outputs:
-            return np.zeros((0, len(self.class_names)), np.float32)
-        return np.concatenate(outputs).astype(np.float32)
-
-
-def _compiled_forward(model):
-    """model(images, training=False) as one traced graph: calling a Keras model eagerly runs it layer by layer
-    from Python, ~6x slower for a single image here (22 ms vs 3.8 ms for fast_small with test-time views)."""
-    import tensorflow as tf
-
-    spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)
-    return tf.function(lambda images: model(images, training=False), input_signature=[spec], autograph=False)
-
-
-def save_model_files(model, run_dir, class_names, model_name: str, test_time_augmentation: bool = False) -> dict:
+def save_model_files(model, run_dir, info: rundir.ModelInfo) -> dict:
     """Write the model in every format under `run_dir`; returns {format: path relative to run_dir}.
 
-    `model` is the inference model (probabilities out); `model_name` and `test_time_augmentation` are
-    recorded in model.json so the weights-only file can be rebuilt around the same architecture.
+    `model` is the inference model (probabilities out); `info` (architecture, test-time views, classes) goes
+    to model.json, so the weights-only file can be rebuilt around the same architecture.
     """
-    run_dir = Path(run_dir)
-    with fileio.atomic_path(run_dir / KERAS_FILE, suffix=".keras") as temporary:
+    paths = {name: rundir.model_path(run_dir, name) for name in rundir.MODEL_FILES}
+    with fileio.atomic_path(paths["keras"], suffix=".keras") as temporary:
         model.save(temporary)
-    with warnings.catch_warnings(), fileio.atomic_path(run_dir / H5_FILE, suffix=".h5") as temporary:
+    with warnings.catch_warnings(), fileio.atomic_path(paths["h5"], suffix=".h5") as temporary:
         warnings.simplefilter("ignore")  # "HDF5 is legacy": the tutorial's format, written on purpose
         quiet_keras_logging(lambda: model.save(temporary))
-    with fileio.atomic_path(run_dir / WEIGHTS_FILE, suffix=".weights.h5") as temporary:
+    with fileio.atomic_path(paths["weights"], suffix=".weights.h5") as temporary:
         model.save_weights(temporary)
-    with fileio.atomic_path(run_dir / SAVED_MODEL_DIR) as temporary:
+    with fileio.atomic_path(paths["savedmodel"]) as temporary:
         model.export(str(temporary), format="tf_saved_model", verbose=False)
-    info = {"model": model_name, "test_time_augmentation": test_time_augmentation,
-            "input_shape": list(model.input_shape[1:]), "class_names": list(class_names)}
-    fileio.write_json(run_dir / MODEL_INFO_FILE, info)
-    manifest.record(run_dir, [run_dir / name for name in (KERAS_FILE, H5_FILE, WEIGHTS_FILE, SAVED_MODEL_DIR,
-                                                          MODEL_INFO_FILE)])
-    return {"keras": KERAS_FILE, "h5": H5_FILE, "weights": WEIGHTS_FILE, "savedmodel": SAVED_MODEL_DIR,
-            "info": MODEL_INFO_FILE, "manifest": manifest.MANIFEST_FILE}
+    info_path = rundir.write_model_info(run_dir, info)
+    manifest.record(run_dir, [*paths.values(), info_path])
+    return {**rundir.MODEL_FILES, "info": rundir.MODEL_INFO_FILE, "manifest": rundir.MANIFEST_FILE}
 
 
 def quiet_keras_logging(action):
@@ -117,11 +60,9 @@ def load_model(path, trust_model: bool = False) -> Classifier:
     folder. Raises UserError for a missing, corrupt or non-image model, and (unless `trust_model`) for one
     that needs arbitrary code to load, an `.h5`/SavedModel no manifest vouches for, or a modified artefact.
     """
-    path = Path(path).expanduser()
+    path = rundir.resolve_model(path)  # a run directory: its native-format model
     if not path.exists():
         raise UserError(f"model path does not exist: {path}")
-    if path.is_dir() and (path / KERAS_FILE).is_file():
-        return load_model(path / KERAS_FILE, trust_model)  # a run directory: use its native-format model
     format_name = _format_of(path)
     if trust_model:
         return _load(path, path, format_name, safe_mode=False)
@@ -155,7 +96,7 @@ def _format_of(path: Path) -> str:
                     f"a SavedModel folder or a run directory")
 
 
-_TRUST_HINT = "pass --trust-model (trust_model=True) only if you trust where it came from"
+_TRUST_HINT = "pass `trust_model=True` only if you trust where it came from"
 
 
 def _verified_copy(path: Path, format_name: str, private: Path) -> Path:
@@ -175,22 +116,10 @@ def _verified_copy(path: Path, format_name: str, private: Path) -> Path:
     return copy
 
 
-def _find_model_info(path: Path):
-    """model.json of the run that wrote `path` (it sits up to two folders above a SavedModel)."""
-    for folder in list(path.parents)[:3]:
-        candidate = folder / MODEL_INFO_FILE
-        if candidate.is_file():
-            try:
-                return json.loads(candidate.read_text())
-            except (OSError, ValueError):
-                return None
-    return None
-
-
 def _class_names(path: Path, num_classes: int) -> tuple:
-    info = _find_model_info(path)
-    if info and len(info.get("class_names", [])) == num_classes:
-        return tuple(info["class_names"])
+    info = rundir.find_model_info(path)
+    if info and len(info.class_names) == num_classes:
+        return info.class_names
     return tuple(f"class_{index}" for index in range(num_classes))
 
 
@@ -223,6 +152,8 @@ def _class_count(output_shape, path: Path) -> int:
 def _load_keras(source: Path, path: Path, format_name: str, safe_mode: bool = True) -> Classifier:
     import keras
 
+    from imagerec import layers  # noqa: F401 - registers imagerec's own layers, which saved models name
+
     if format_name == "keras" and not zipfile.is_zipfile(source):
         raise UserError(f"cannot load model {path}: it is not a .keras file (those are zip archives), or it is damaged")
     try:
@@ -244,12 +175,14 @@ def _load_keras(source: Path, path: Path, format_name: str, safe_mode: bool = Tr
 
 
 def _load_weights(source: Path, path: Path) -> Classifier:
-    info = _find_model_info(path)
-    if not info or "model" not in info:
-        raise UserError(f"{path} holds weights only; its run's {MODEL_INFO_FILE} (architecture and classes) "
+    info = rundir.find_model_info(path)
+    if not info or not info.architecture:
+        raise UserError(f"{path} holds weights only; its run's {rundir.MODEL_INFO_FILE} (architecture and classes) "
                         f"was not found beside it")
-    net = models.build_model(info["model"], len(info["class_names"]), info["input_shape"])
-    model = models.inference_model(net, test_time_augmentation=info.get("test_time_augmentation", False))
+    from imagerec import models  # Keras, only for weights-only files (`imagerec export --help` skips it)
+
+    net = models.build_model(info.architecture, len(info.class_names), info.input_shape)
+    model = models.inference_model(net, test_time_augmentation=info.test_time_augmentation)
     try:
         model.load_weights(source)
     except Exception as error:  # noqa: BLE001

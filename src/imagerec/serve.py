@@ -35,48 +35,69 @@ import dataclasses
 import gc
 import json
 import logging
+import math
 import re
 import secrets
 import time
 from pathlib import Path
 
+import h11
 import numpy as np
+from starlette.requests import Request
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from imagerec import data, evaluate
+from imagerec import data, predict
 from imagerec.errors import UserError
 
 LOGGER = logging.getLogger("imagerec.serve")
 PAGE_FILE = Path(__file__).with_name("serve_page.html")
+PAGE_TOP_K = 5  # labels the page shows per image, and /predict gives without top_k
+
+
+def _limit(default, help_text: str):
+    """A ServeLimits field; `help_text` is what `imagerec serve --help` says of it (the CLI derives its flags)."""
+    return dataclasses.field(default=default, metadata={"help": help_text})
 
 
 @dataclasses.dataclass(frozen=True)
 class ServeLimits:
-    """What one request may ask of the server; every number is configurable from `imagerec serve`."""
+    """What one request may ask of the server; every field is an `imagerec serve` option (--max-body-mb ...)."""
 
-    max_body_bytes: int = 16 * 1024 * 1024  # whole request body, as received → 413
-    max_image_pixels: int = 40_000_000  # width x height of one image, read from its header → 413
-    # Pixels decoded for one request, summed over its images (a JPEG counts at the reduced scale it is decoded
-    # at): bounds its decoding work (~0.5 s of one core here at the default) → 413.
-    max_request_pixels: int = 64_000_000
-    max_images: int = 32  # files in one multipart upload → 400
-    max_instances: int = 256  # instances in one TF Serving request → 400
-    max_concurrent: int = 64  # complete requests being parsed, decoded or run at once; more wait in the queue
-    max_queue: int = 512  # complete requests waiting for a slot; one more → 503 with Retry-After
-    timeout_s: float = 30.0  # deadline from arrival for reading, parsing, decoding, queueing, inference → 504
-    read_timeout_s: float = 10.0  # request line + headers, and then the body, must arrive within this → 408
-    keep_alive_s: float = 5.0  # an idle keep-alive connection is closed after this
-    max_connections: int = 1024  # open connections; uvicorn answers 503 to requests beyond
-    workers: int = 2  # threads that parse JSON and decode images (each holds one request's work)
-    batch_window_ms: float = 0.0  # extra wait for more requests to join a batch (0: only those that
-    #                               queued while the model was busy; measured best, BENCHMARKS.md)
-    max_batch_size: int = 32  # images per model call; on 2 CPU cores throughput is flat beyond 32
-    batching: bool = True  # False: each request its own model call (for comparison)
+    max_body_mb: float = _limit(16.0, "largest request body in MiB, counted as received (413)")
+    max_image_pixels: int = _limit(40_000_000, "largest image, width x height, read from its header before "
+                                               "decoding (413)")
+    # A JPEG counts at the reduced scale it is decoded at; the default is ~0.5 s of one core's decoding here.
+    max_request_pixels: int = _limit(64_000_000, "pixels decoded for one request, summed over its images, "
+                                                 "checked before decoding (413)")
+    max_images: int = _limit(32, "files in one /predict upload (400)")
+    max_instances: int = _limit(256, "instances in one TF Serving request (400)")
+    max_concurrent: int = _limit(64, "complete requests being parsed, decoded or run at once; more wait in the "
+                                     "queue")
+    max_queue: int = _limit(512, "requests waiting for a work slot; one more gets 503 + Retry-After")
+    timeout_s: float = _limit(30.0, "deadline of a request from its arrival: body, parsing, decoding, queue and "
+                                    "inference (504)")
+    read_timeout_s: float = _limit(10.0, "time for a request's headers, and then for its body, to arrive; the "
+                                         "body's grows by 1 s per 100 kB received (408)")
+    keep_alive_s: float = _limit(5.0, "an idle keep-alive connection is closed after this")
+    max_connections: int = _limit(1024, "open connections; requests beyond get 503")
+    workers: int = _limit(2, "threads that parse JSON and decode images (each holds one request's work)")
+    # 0 measured best here (BENCHMARKS.md): batches form from requests that queued while the model was busy.
+    batch_window_ms: float = _limit(0.0, "how long a batch waits for more requests; 0: only those already "
+                                         "queued while the model was busy")
+    max_batch_size: int = _limit(32, "images per model call (on 2 CPU cores throughput is flat beyond 32)")
+    batching: bool = _limit(True, "batch concurrent requests into one model call (off: each on its own, "
+                                  "for comparison)")
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if not isinstance(value, bool) and not (value >= 0 if field.name == "batch_window_ms" else value > 0):
-                raise UserError(f"serve limit {field.name} must be positive, got {value}")
+            if not isinstance(value, bool) and not (value >= 0 if field.name == "batch_window_ms" else value > 0
+                                                    ) or not math.isfinite(value):
+                raise UserError(f"serve limit `{field.name}` must be a positive number, got {value}")
+
+    @property
+    def max_body_bytes(self) -> int:
+        return int(self.max_body_mb * 2**20)
 
 
 class RequestError(Exception):
@@ -530,112 +551,158 @@ async def _send_error(send, error: RequestError) -> None:
 
 
 def create_app(classifier, name: str = "cifar10", limits: ServeLimits | None = None):
-    """The FastAPI app serving `classifier` (an imagerec Classifier) as model `name`."""
-    from fastapi import FastAPI, Request
+    """The FastAPI app serving `classifier` (an imagerec Classifier) as model `name`.
+
+    The routes below are plain functions that find the classifier, limits, batcher and worker threads in
+    `request.app.state`; RequestGuard wraps them all.
+    """
+    from fastapi import FastAPI
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import HTMLResponse, JSONResponse
     from starlette.exceptions import HTTPException
 
     limits = limits or ServeLimits()
-    batcher = Batcher(classifier.predict_proba, limits.max_batch_size, limits.batch_window_ms / 1000, limits.batching)
-    input_name = "image"
-    page_template = PAGE_FILE.read_text(encoding="utf-8").replace("{{MODEL}}", _html(name))  # read once
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name):
+        raise UserError(f"`name` is letters, digits, '_', '.' and '-' (up to 64), got {name!r}")
     app = FastAPI(title=f"imagerec: {name}", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.classifier, app.state.model_name, app.state.limits = classifier, name, limits
+    app.state.batcher = Batcher(classifier.predict_proba, limits.max_batch_size, limits.batch_window_ms / 1000,
+                                limits.batching)
     # JSON parsing and decoding hold the GIL for long stretches: a few threads bound how many requests do it at
     # once (and the memory their parsed bodies take), and keep the event loop free for everyone else.
-    workers = concurrent.futures.ThreadPoolExecutor(max_workers=limits.workers, thread_name_prefix="imagerec-parse")
-    app.state.batcher, app.state.workers = batcher, workers
+    app.state.workers = concurrent.futures.ThreadPoolExecutor(max_workers=limits.workers,
+                                                              thread_name_prefix="imagerec-parse")
+    # Read once. The page shows the top 5 labels, or every class of a model with fewer (top_k is at most that).
+    app.state.page = PAGE_FILE.read_text(encoding="utf-8").replace("{{MODEL}}", _html(name)).replace(
+        "{{TOP_K}}", str(min(PAGE_TOP_K, len(classifier.class_names))))
     app.add_middleware(RequestGuard, limits=limits)
-
-    async def in_worker(work):
-        return await asyncio.get_running_loop().run_in_executor(workers, work)
-
-    async def infer(images: np.ndarray, deadline: float) -> np.ndarray:
-        try:
-            return await asyncio.wait_for(batcher.predict(images), max(0.0, deadline - time.monotonic()))
-        except asyncio.TimeoutError:
-            raise _deadline_error("inference") from None
-
-    def check_model(model_name: str, version: str | None = None) -> str:
-        if model_name != name or version not in (None, "1"):
-            raise RequestError(404, f"Servable not found for request: "
-                                    f"{'Latest' if version is None else 'Specific'}({model_name}"
-                                    f"{'' if version is None else ', ' + version})")
-        return version or "1"
-
-    @app.exception_handler(RequestError)
-    async def request_error(request, error: RequestError):
-        return JSONResponse({"error": error.message}, status_code=error.status, headers=error.headers)
-
-    @app.exception_handler(HTTPException)
-    async def http_error(request, error: HTTPException):
-        message = {404: f"no route {request.url.path}", 405: f"method {request.method} not allowed here"}.get(
-            error.status_code, str(error.detail))
-        return JSONResponse({"error": message}, status_code=error.status_code, headers=error.headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request, error: RequestValidationError):
-        return JSONResponse({"error": "invalid request parameters"}, status_code=400)
-
-    @app.exception_handler(Exception)
-    async def unexpected_error(request, error: Exception):
-        LOGGER.exception("unexpected error serving %s", request.url.path)
-        return JSONResponse({"error": "internal error (logged on the server)"}, status_code=500)
-
-    @app.get("/", response_class=HTMLResponse)
-    async def page():
-        nonce = secrets.token_urlsafe(16)
-        html = page_template.replace("{{NONCE}}", nonce)
-        return HTMLResponse(html, headers={"Content-Security-Policy": (
-            f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; img-src blob:; "
-            "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")})
-
-    @app.get("/healthz")
-    async def healthz():
-        return {"status": "ok", "model": name}
-
-    @app.post("/predict")
-    async def predict(request: Request):
-        top_k = _parse_top_k(request.query_params.get("top_k", "5"), len(classifier.class_names))
-        form = await request.form(max_files=limits.max_images, max_fields=limits.max_images)
-        uploads = [(key, value) for key, value in form.multi_items() if not isinstance(value, str)]
-        if not uploads:
-            raise RequestError(400, "no image in the request: POST multipart/form-data with one or more files")
-        contents = [(upload.filename or key, await upload.read()) for key, upload in uploads]
-        deadline = request.scope[DEADLINE_KEY]
-        images = await in_worker(lambda: decode_images(contents, classifier.input_shape[:2], limits, deadline))
-        probabilities = await infer(images.astype(np.float32), deadline)
-        return {"model": name, "predictions": [
-            {"filename": filename, "top": evaluate.top_k_labels(row, classifier.class_names, top_k)}
-            for (filename, _), row in zip(contents, probabilities)]}
-
-    async def tf_predict(request: Request, model_name: str, version: str | None = None):
-        check_model(model_name, version)
-        body, deadline = await request.body(), request.scope[DEADLINE_KEY]
-        batch, key = await in_worker(  # parsing a 16 MB body takes ~0.4 s: off the event loop
-            lambda: predict_body_to_batch(body, input_name, classifier.input_shape, limits, deadline))
-        probabilities = await infer(batch, deadline)
-        return {key: probabilities.tolist()}
-
-    def check_get(model_name: str, version: str | None) -> str:
-        if ":" in (version or model_name):  # GET /v1/models/NAME:predict: the route exists for POST only
-            raise RequestError(405, f"method GET not allowed here: {(version or model_name).split(':')[-1]} "
-                                    f"takes POST")
-        return check_model(model_name, version)
-
-    async def tf_status(model_name: str, version: str | None = None):
-        return model_status(check_get(model_name, version))
-
-    async def tf_metadata(model_name: str, version: str | None = None):
-        return model_metadata(name, classifier, input_name, check_get(model_name, version))
-
-    app.post("/v1/models/{model_name}:predict")(tf_predict)
-    app.post("/v1/models/{model_name}/versions/{version}:predict")(tf_predict)
-    app.get("/v1/models/{model_name}")(tf_status)
-    app.get("/v1/models/{model_name}/versions/{version}")(tf_status)
-    app.get("/v1/models/{model_name}/metadata")(tf_metadata)
-    app.get("/v1/models/{model_name}/versions/{version}/metadata")(tf_metadata)
+    for error_type, handler in ((RequestError, _request_error), (HTTPException, _http_error),
+                                (RequestValidationError, _validation_error), (Exception, _unexpected_error)):
+        app.add_exception_handler(error_type, handler)
+    for method, path, route in ROUTES:
+        app.add_api_route(path, route, methods=[method], response_model=None)
     return app
+
+
+# ---------------------------------------------------------------- the routes
+
+async def _page(request: Request):
+    from fastapi.responses import HTMLResponse
+
+    nonce = secrets.token_urlsafe(16)
+    return HTMLResponse(request.app.state.page.replace("{{NONCE}}", nonce), headers={"Content-Security-Policy": (
+        f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; img-src blob:; "
+        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")})
+
+
+async def _healthz(request: Request):
+    return {"status": "ok", "model": request.app.state.model_name}
+
+
+async def _predict_upload(request: Request):
+    state = request.app.state
+    classifier, limits, deadline = state.classifier, state.limits, request.scope[DEADLINE_KEY]
+    default_top_k = str(min(PAGE_TOP_K, len(classifier.class_names)))  # 5, or every class of a smaller model
+    top_k = _parse_top_k(request.query_params.get("top_k", default_top_k), len(classifier.class_names))
+    form = await request.form(max_files=limits.max_images, max_fields=limits.max_images)
+    uploads = [(key, value) for key, value in form.multi_items() if not isinstance(value, str)]
+    if not uploads:
+        raise RequestError(400, "no image in the request: POST multipart/form-data with one or more files")
+    contents = [(upload.filename or key, await upload.read()) for key, upload in uploads]
+    images = await _in_worker(request, lambda: decode_images(contents, classifier.input_shape[:2], limits, deadline))
+    probabilities = await _infer(request, images.astype(np.float32))
+    return {"model": state.model_name, "predictions": [
+        {"filename": filename, "top": predict.top_k_labels(row, classifier.class_names, top_k)}
+        for (filename, _), row in zip(contents, probabilities)]}
+
+
+async def _tf_predict(request: Request, model_name: str, version: str | None = None):
+    _check_model(request, model_name, version)
+    state, body, deadline = request.app.state, await request.body(), request.scope[DEADLINE_KEY]
+    batch, key = await _in_worker(request, lambda: predict_body_to_batch(  # a 16 MB body: ~0.4 s of parsing
+        body, _input_name(), state.classifier.input_shape, state.limits, deadline))
+    return {key: (await _infer(request, batch)).tolist()}
+
+
+async def _tf_status(request: Request, model_name: str, version: str | None = None):
+    return model_status(_check_get(request, model_name, version))
+
+
+async def _tf_metadata(request: Request, model_name: str, version: str | None = None):
+    state = request.app.state
+    return model_metadata(state.model_name, state.classifier, _input_name(),
+                          _check_get(request, model_name, version))
+
+
+ROUTES = (
+    ("GET", "/", _page), ("GET", "/healthz", _healthz), ("POST", "/predict", _predict_upload),
+    ("POST", "/v1/models/{model_name}:predict", _tf_predict),
+    ("POST", "/v1/models/{model_name}/versions/{version}:predict", _tf_predict),
+    ("GET", "/v1/models/{model_name}", _tf_status), ("GET", "/v1/models/{model_name}/versions/{version}", _tf_status),
+    ("GET", "/v1/models/{model_name}/metadata", _tf_metadata),
+    ("GET", "/v1/models/{model_name}/versions/{version}/metadata", _tf_metadata),
+)
+
+
+def _input_name() -> str:
+    from imagerec import models  # here, not above: `imagerec serve --help` needs ServeLimits, not Keras
+
+    return models.INPUT_NAME
+
+
+async def _in_worker(request, work):
+    return await asyncio.get_running_loop().run_in_executor(request.app.state.workers, work)
+
+
+async def _infer(request, images: np.ndarray) -> np.ndarray:
+    """The batcher's probabilities for `images`, within the request's deadline (504)."""
+    deadline = request.scope[DEADLINE_KEY]
+    try:
+        return await asyncio.wait_for(request.app.state.batcher.predict(images), max(0.0, deadline - time.monotonic()))
+    except asyncio.TimeoutError:
+        raise _deadline_error("inference") from None
+
+
+def _check_model(request, model_name: str, version: str | None = None) -> str:
+    if model_name != request.app.state.model_name or version not in (None, "1"):
+        raise RequestError(404, f"Servable not found for request: "
+                                f"{'Latest' if version is None else 'Specific'}({model_name}"
+                                f"{'' if version is None else ', ' + version})")
+    return version or "1"
+
+
+def _check_get(request, model_name: str, version: str | None) -> str:
+    if ":" in (version or model_name):  # GET /v1/models/NAME:predict: the route exists for POST only
+        raise RequestError(405, f"method GET not allowed here: {(version or model_name).split(':')[-1]} takes POST")
+    return _check_model(request, model_name, version)
+
+
+# ---------------------------------------------------------------- errors as JSON
+
+async def _request_error(request, error: RequestError):
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse({"error": error.message}, status_code=error.status, headers=error.headers)
+
+
+async def _http_error(request, error):
+    from fastapi.responses import JSONResponse
+
+    message = {404: f"no route {request.url.path}", 405: f"method {request.method} not allowed here"}.get(
+        error.status_code, str(error.detail))
+    return JSONResponse({"error": message}, status_code=error.status_code, headers=error.headers)
+
+
+async def _validation_error(request, error):
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse({"error": "invalid request parameters"}, status_code=400)
+
+
+async def _unexpected_error(request, error: Exception):
+    from fastapi.responses import JSONResponse
+
+    LOGGER.exception("unexpected error serving %s", request.url.path)
+    return JSONResponse({"error": "internal error (logged on the server)"}, status_code=500)
 
 
 def _parse_top_k(text: str, num_classes: int) -> int:
@@ -672,6 +739,11 @@ def run_server(classifier, host: str = "127.0.0.1", port: int = 8500, name: str 
 
 
 def header_deadline_protocol(read_timeout_s: float):
+    """uvicorn's h11 protocol class with a `read_timeout_s` deadline on each request's line and headers."""
+    return type("HeaderDeadlineProtocol", (HeaderDeadlineProtocol,), {"read_timeout_s": read_timeout_s})
+
+
+class HeaderDeadlineProtocol(H11Protocol):
     """uvicorn's h11 protocol with a deadline on each request's request line and headers.
 
     uvicorn closes idle keep-alive connections, but has no deadline for a request whose headers never finish:
@@ -680,50 +752,64 @@ def header_deadline_protocol(read_timeout_s: float):
     next request's headers are complete; then it is answered 408 and closed. The body's deadline is
     RequestGuard's.
     """
-    import h11
-    from uvicorn.protocols.http.h11_impl import H11Protocol
 
-    class HeaderDeadlineProtocol(H11Protocol):
-        _header_timer = None
+    read_timeout_s = ServeLimits().read_timeout_s
+    _header_timer = None
 
-        def connection_made(self, transport):
-            super().connection_made(transport)
-            self._arm_header_deadline()
+    def connection_made(self, transport):
+        super().connection_made(transport)
+        self._arm_header_deadline()
 
-        def handle_events(self):
-            cycle = self.cycle
-            super().handle_events()
-            if self.cycle is not cycle:  # a request's headers are complete
-                self._disarm_header_deadline()
-
-        def on_response_complete(self):
-            self._arm_header_deadline()  # for the next request on this keep-alive connection
-            super().on_response_complete()
-
-        def connection_lost(self, exc):
+    def handle_events(self):
+        cycle = self.cycle
+        super().handle_events()
+        if self.cycle is not cycle:  # a request's headers are complete
             self._disarm_header_deadline()
-            super().connection_lost(exc)
 
-        def _arm_header_deadline(self):
-            self._disarm_header_deadline()
-            self._header_timer = self.loop.call_later(read_timeout_s, self._headers_too_slow)
+    def on_response_complete(self):
+        self._arm_header_deadline()  # for the next request on this keep-alive connection
+        super().on_response_complete()
 
-        def _disarm_header_deadline(self):
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
+    def connection_lost(self, exc):
+        self._disarm_header_deadline()
+        super().connection_lost(exc)
 
-        def _headers_too_slow(self):
+    def _arm_header_deadline(self):
+        self._disarm_header_deadline()
+        self._header_timer = self.loop.call_later(self.read_timeout_s, self._headers_too_slow)
+
+    def _disarm_header_deadline(self):
+        if self._header_timer is not None:
+            self._header_timer.cancel()
             self._header_timer = None
-            if self.transport.is_closing():
-                return
-            if self.conn.trailing_data[0]:  # part of a request came: say why it is cut off
-                body = json.dumps({"error": f"the request's headers did not arrive within {read_timeout_s:g} s"})
-                self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
-                                     b"content-length: %d\r\nconnection: close\r\n\r\n%s"
-                                     % (len(body), body.encode()))
-            with contextlib.suppress(h11.LocalProtocolError):
-                self.conn.send(h11.ConnectionClosed())
-            self.transport.close()
 
-    return HeaderDeadlineProtocol
+    def _headers_too_slow(self):
+        self._header_timer = None
+        if self.transport.is_closing():
+            return
+        if self.conn.trailing_data[0]:  # part of a request came: say why it is cut off
+            body = json.dumps({"error": f"the request's headers did not arrive within {self.read_timeout_s:g} s"})
+            self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+                                 b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body.encode()))
+        with contextlib.suppress(h11.LocalProtocolError):
+            self.conn.send(h11.ConnectionClosed())
+        self.transport.close()
+
+
+def check_address_free(host: str, port: int) -> None:
+    """UserError when this process cannot listen on host:port (a name that does not resolve, a busy port)."""
+    import socket
+
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise UserError(f"`port` must be a port number from 1 to 65535, got {port!r}")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as error:
+        raise UserError(f"cannot listen on {host}: {error.strerror}") from None
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            raise UserError(f"cannot listen on {host}:{port}: {error.strerror}") from None

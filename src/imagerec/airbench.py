@@ -1,7 +1,8 @@
-"""The fast (airbench-style) recipe's training: the batch stream, the train step and the fit.
+"""The airbench recipe's trainer (arXiv 2404.00498, KellerJordan/cifar10-airbench, re-written for Keras):
+the batch stream, the train step and the fit of a whitened, dirac-initialised convnet.
 
-`train.train` calls `train_fast` inside the run's strategy scope and dtype policy; everything that
-makes the run directory (backup, history, saving) stays in `train`.
+`train.train` calls `fit` inside the run's strategy scope and dtype policy; everything that makes the run
+directory (backup, history, saving) stays in `train`.
 """
 
 import keras
@@ -12,7 +13,7 @@ from imagerec import augment, distribute, models, optim
 from imagerec.errors import UserError
 
 
-def fast_batches(images, labels, batch_size: int, epochs: int, seed: int, translate: int,
+def airbench_batches(images, labels, batch_size: int, epochs: int, seed: int, translate: int,
                  alternating_flip: bool, first_epoch: int = 0) -> tf.data.Dataset:
     """Epochs `first_epoch`..`epochs - 1` of training batches as one stream, made in the graph from the
     uint8 arrays.
@@ -42,8 +43,8 @@ def fast_batches(images, labels, batch_size: int, epochs: int, seed: int, transl
     return tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_batches).prefetch(tf.data.AUTOTUNE)
 
 
-class FastTrainer(keras.Model):
-    """Wraps a fast net for `fit` with airbench's update: label-smoothed cross-entropy, L2 added to the
+class AirbenchTrainer(keras.Model):
+    """Wraps an airbench net for `fit` with airbench's update: label-smoothed cross-entropy, L2 added to the
     gradient, BatchNorm biases at `bias_lr_scale` x the learning rate, and a gate that freezes the
     whitening bias. Keras' optimizers have no per-variable learning rate, hence this train_step."""
 
@@ -116,34 +117,38 @@ class _WhitenBiasFreeze(keras.callbacks.Callback):
         self.gate.assign(1.0 if epoch < self.epochs else 0.0)
 
 
-def fast_learning_rate(recipe) -> float:
+def sgd_learning_rate(recipe) -> float:
     """airbench's decoupled learning rate as the SGD step size for a batch-mean loss."""
     return recipe.learning_rate * recipe.batch_size / (1024 * (1 + 1 / (1 - recipe.momentum)))
 
 
-def train_fast(net, dataset, recipe, seed: int, verbose: int, callbacks: list, validation, strategy,
-               first_epoch: int = 0) -> None:
-    """Train a fast-family `net` in place: whitening from the data, then Nesterov SGD with the recipe's
-    schedule, Lookahead and the whitening-bias freeze; `callbacks` are the caller's (backup, logging...)."""
+def fit(net, dataset, recipe, seed: int, first_epoch: int = 0, **fit_options) -> None:
+    """Train an airbench-family `net` in place: whitening from the data, then Nesterov SGD with the recipe's
+    schedule, Lookahead and the whitening-bias freeze. `fit_options` go to `distribute.fit` (strategy,
+    validation_data, verbose, callbacks: the caller's backup and logging)."""
     if "whiten" not in [layer.name for layer in net.layers]:
-        raise UserError(f"the fast recipe trains the fast model family; {recipe.model!r} is not one of them")
+        raise UserError(f"the airbench recipe trains the airbench model family; {recipe.model!r} is not one of them")
     steps = len(dataset.y_train) // recipe.batch_size
     if steps == 0:
-        raise UserError(f"batch size {recipe.batch_size} is larger than the {len(dataset.y_train)} training images")
-    total_steps = steps * recipe.epochs
-    rng = np.random.default_rng(seed)
-    sample = rng.choice(len(dataset.y_train), min(recipe.whitening_images, len(dataset.y_train)), replace=False)
-    models.init_fast_net(net, dataset.x_train[np.sort(sample)])
-    trainer = FastTrainer(net, recipe)
-    schedule = optim.TriangleSchedule(fast_learning_rate(recipe), total_steps, recipe.lr_start,
+        raise UserError(f"`batch_size` {recipe.batch_size} is larger than the {len(dataset.y_train)} training images")
+    sample = np.random.default_rng(seed).choice(len(dataset.y_train), min(recipe.whitening_images,
+                                                                         len(dataset.y_train)), replace=False)
+    models.init_airbench_net(net, dataset.x_train[np.sort(sample)])
+    trainer = _compiled_trainer(net, recipe, steps * recipe.epochs)
+    lookahead = optim.Lookahead(net, trainer.lookahead_state, steps * recipe.epochs, recipe.lookahead_start_epoch,
+                                recipe.lookahead_every, recipe.lookahead_decay, recipe.lookahead_power)
+    batches = airbench_batches(dataset.x_train, dataset.y_train, recipe.batch_size, recipe.epochs, seed,
+                               recipe.translate, recipe.alternating_flip, first_epoch)
+    callbacks = [_WhitenBiasFreeze(trainer.whiten_bias_gate, recipe.whiten_bias_epochs), lookahead,
+                 *fit_options.pop("callbacks", ())]
+    distribute.fit(trainer, batches, epochs=recipe.epochs, steps_per_epoch=steps, initial_epoch=first_epoch,
+                   callbacks=callbacks, **fit_options)
+
+
+def _compiled_trainer(net, recipe, total_steps: int) -> AirbenchTrainer:
+    trainer = AirbenchTrainer(net, recipe)
+    schedule = optim.TriangleSchedule(sgd_learning_rate(recipe), total_steps, recipe.lr_start,
                                       recipe.lr_peak_at, recipe.lr_end)
     trainer.compile(optimizer=keras.optimizers.SGD(schedule, momentum=recipe.momentum, nesterov=True),
                     jit_compile=recipe.jit_compile)
-    lookahead = optim.Lookahead(net, trainer.lookahead_state, total_steps, recipe.lookahead_start_epoch, recipe.lookahead_every,
-                                recipe.lookahead_decay, recipe.lookahead_power)
-    training_batches = fast_batches(dataset.x_train, dataset.y_train, recipe.batch_size, recipe.epochs, seed,
-                                    recipe.translate, recipe.alternating_flip, first_epoch)
-    distribute.fit(trainer, training_batches, strategy, epochs=recipe.epochs, steps_per_epoch=steps,
-                   initial_epoch=first_epoch, validation_data=validation, verbose=verbose,
-                   callbacks=[_WhitenBiasFreeze(trainer.whiten_bias_gate, recipe.whiten_bias_epochs),
-                              lookahead, *callbacks])
+    return trainer

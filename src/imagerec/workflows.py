@@ -1,0 +1,92 @@
+"""The library's workflows on saved models: each `imagerec` command after `train` is one call here.
+
+Training is `train.train`; these load a model (safely unless `trust_model`) and, where they need data,
+the data at the model's input size with the model's classes, then evaluate, report, export, predict or
+serve. `data_options` go to `data.load_dataset` (val_split, seed, cache_dir, max_extract_bytes).
+"""
+
+import os
+import sys
+
+from imagerec import data, evaluate, export, predict, report, rundir, saving, serve
+from imagerec.errors import UserError, printable
+
+DEFAULT_DATA = "cifar10"  # when neither the caller nor the model's run names the data
+
+
+def load_model_and_data(model, data_source=None, trust_model: bool = False, data_options=None):
+    """(Classifier, Dataset): the model at `model` (a run directory or any saved format) and `data_source`
+    (default: the data its run was trained on, else CIFAR-10) at the model's input size. UserError when the
+    data's classes are not the model's."""
+    source = data_source or rundir.data_source(model) or DEFAULT_DATA
+    classifier = saving.load_model(model, trust_model=trust_model)
+    dataset = data.load_dataset(source, image_size=classifier.input_shape[:2], **(data_options or {}))
+    if dataset.num_classes != len(classifier.class_names):
+        raise UserError(f"the data has {dataset.num_classes} classes but the model predicts "
+                        f"{len(classifier.class_names)}")
+    return classifier, dataset
+
+
+def evaluate_model(model, data_source=None, *, report_dir=None, trust_model: bool = False,
+                   data_options=None) -> dict:
+    """Test accuracy, loss, count and per-class accuracy of `model` on the test split of `data_source`, with
+    the model's path and format and the data's source; `report_dir` also writes a report there."""
+    classifier, dataset = load_model_and_data(model, data_source, trust_model, data_options)
+    probabilities = classifier.predict_proba(dataset.x_test)
+    result = {**evaluate.score(probabilities, dataset.y_test, classifier.class_names),
+              "model": str(model), "format": classifier.format, "data": dataset.source}
+    if report_dir is not None:
+        report.write_report(report_dir, classifier, dataset.x_test, dataset.y_test, dataset=dataset,
+                            probabilities=probabilities)
+        result["report"] = os.path.join(report_dir, report.REPORT_HTML)
+    return result
+
+
+def report_run(run_dir, data_source=None, *, out_dir=None, trust_model: bool = False, data_options=None) -> dict:
+    """Write the report of a finished run (default into its report/ folder), on the test split of the data it
+    was trained on (or `data_source`), with its training curves and settings; returns the report's numbers
+    and, under "path", its report.html."""
+    run_dir = rundir.check_finished(run_dir)
+    classifier, dataset = load_model_and_data(run_dir, data_source, trust_model, data_options)
+    out_dir = out_dir or rundir.report_dir(run_dir)
+    numbers = report.write_report(out_dir, classifier, dataset.x_test, dataset.y_test, dataset=dataset,
+                                  history=rundir.read_history(run_dir), run=rundir.read_metrics(run_dir))
+    return {**numbers, "path": os.path.join(out_dir, report.REPORT_HTML)}
+
+
+def export_run(model, format_name: str, out=None, data_source=None, *, quantize=None, check_images: int = 256,
+               calibration_images: int = 256, version: int | None = None, trust_model: bool = False,
+               data_options=None) -> export.ExportResult:
+    """`export.export_model` for the model at `model`, checked on the test split of its run's data (or
+    `data_source`) and calibrated on its training split; `out` defaults to exports/model.<format>
+    (a SavedModel: exports/model/<version>/)."""
+    if version is not None and format_name != "savedmodel":
+        raise UserError("`version` applies to the savedmodel format only")
+    classifier, dataset = load_model_and_data(model, data_source, trust_model, data_options)
+    out = out or export.default_path(format_name, quantize)
+    return export.export_model(classifier, out, format_name, dataset, quantize=quantize, check_images=check_images,
+                               calibration_images=calibration_images, version=version,
+                               seed=(data_options or {}).get("seed", 0))
+
+
+def predict_paths(model, paths, top_k: int = 5, trust_model: bool = False):
+    """(predictions, errors) of `predict.predict_files` for image files and folders under `paths`; the paths
+    are checked before the model is loaded."""
+    if not rundir.resolve_model(model).exists():
+        raise UserError(f"model path does not exist: {rundir.resolve_model(model)}")
+    predict.find_image_files(paths)  # a wrong path fails before the model's seconds of loading
+    classifier = saving.load_model(model, trust_model=trust_model)
+    return predict.predict_files(classifier, paths, top_k=top_k)
+
+
+def serve_model(model, host: str = "127.0.0.1", port: int = 8500, name: str = "cifar10", limits=None,
+                trust_model: bool = False) -> None:
+    """Load `model` and serve it (`serve.run_server`) until interrupted; the address is checked first."""
+    serve.check_address_free(host, port)
+    classifier = saving.load_model(model, trust_model=trust_model)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(printable(f"imagerec: warning: listening on {host}: anyone who can reach this machine can use the "
+                        f"model (there is no authentication)"), file=sys.stderr)
+    print(printable(f"imagerec: serving {model} ({classifier.format}, {len(classifier.class_names)} classes) as "
+                    f"'{name}' on http://{host}:{port}/"), flush=True)
+    serve.run_server(classifier, host, port, name, limits)

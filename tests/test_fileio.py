@@ -1,0 +1,26 @@
+import json
+
+import pytest
+
+from imagerec import fileio
+
+
+def test_failed_write_leaves_the_previous_file_intact(tmp_path):
+    target = tmp_path / "model.json"
+    fileio.write_json(target, {"version": 1})
+    with pytest.raises(RuntimeError):
+        with fileio.atomic_path(target) as temporary:
+            temporary.write_text('{"version": 2, "half')
+            raise RuntimeError("killed mid-write")
+    assert json.loads(target.read_text()) == {"version": 1}
+    assert [path.name for path in tmp_path.iterdir()] == ["model.json"]
+
+
+def test_atomic_directory_replaces_an_existing_one(tmp_path):
+    target = tmp_path / "saved_model" / "my_model"
+    for version in ("1", "2"):
+        with fileio.atomic_path(target) as temporary:
+            temporary.mkdir()
+            (temporary / "version").write_text(version)
+    assert (target / "version").read_text() == "2"
+    assert sorted(path.name for path in target.parent.iterdir()) == ["my_model"]

@@ -304,3 +304,9 @@ def test_a_file_name_with_a_newline_stays_on_the_warning_line(tmp_path, capsys):
     data.load_dataset(str(tmp_path / "tree"), cache_dir=tmp_path / "cache", progress=False)
     warning = [line for line in capsys.readouterr().err.splitlines() if "skipped" in line]
     assert len(warning) == 1 and "bad\\nimagerec: forged.jpg" in warning[0]
+
+
+def test_a_relative_source_is_recorded_absolute_so_a_run_finds_its_data_from_anywhere(image_folder, monkeypatch):
+    monkeypatch.chdir(image_folder.parent)
+    dataset = data.load_dataset(image_folder.name, progress=False)
+    assert dataset.source == str(image_folder) and dataset.summary()["source"] == str(image_folder)

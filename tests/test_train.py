@@ -227,7 +227,8 @@ def test_train_takes_a_data_source_and_a_recipe_name_and_checks_options_before_l
 def test_real_cifar_images_train_save_and_load_in_every_format(cifar_subset, tmp_path):
     from imagerec import saving
 
-    result = train.train(str(cifar_subset), "airbench_small", tmp_path / "run", verbose=0,
+    recipe = recipes.get_recipe("airbench_small", epochs=2, batch_size=64)
+    result = train.train(str(cifar_subset), recipe, tmp_path / "run", verbose=0,
                          data_options={"cache_dir": tmp_path / "cache"}, report=False)
     assert result.metrics["data"]["class_names"][0] == "airplane" and result.metrics["data"]["train_count"] == 300
     images = data.load_dataset(str(cifar_subset), cache_dir=tmp_path / "cache").x_test[:32]

@@ -141,7 +141,7 @@ def _train(arguments) -> int:
                          deterministic=arguments.deterministic, strategy=arguments.strategy)
     metrics = result.metrics
     _say(f"imagerec: test accuracy {metrics['test_accuracy']:.4f}, loss {metrics['test_loss']:.4f}; trained in "
-         f"{metrics['train_wall_s']:.0f} s; run directory {result.run_dir}"
+         f"{metrics['train_wall_s']:.0f} s; run directory {result.run_dir or '(written by the chief)'}"
          + (f"; report {result.report['path']}" if result.report else ""))
     return 0
 

@@ -189,7 +189,8 @@ def load_dataset(source: str = "cifar10", image_size=(32, 32), val_split: float 
         dataset = _load_keras_cifar10(image_size)
     else:
         cache = Path(cache_dir) if cache_dir else default_cache_dir()
-        dataset = _load_path(Path(source).expanduser(), image_size, cache, progress, max_extract_bytes)
+        # Absolute: a run records its source, and `report`/`export` find the data again from any folder.
+        dataset = _load_path(Path(source).expanduser().absolute(), image_size, cache, progress, max_extract_bytes)
     if len(dataset.y_test) == 0:
         dataset = _split_off_test(dataset, val_split, seed)
     return dataset

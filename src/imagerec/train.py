@@ -33,7 +33,7 @@ assert tuple(PRECISION_POLICIES) == recipes.PRECISIONS
 
 @dataclasses.dataclass
 class RunResult:
-    run_dir: object  # pathlib.Path
+    run_dir: object  # pathlib.Path; None on a multi-worker run's non-chief workers
     model: Classifier  # the saved model, as `load_model` would return it
     history: list  # per-epoch records, as in history.json
     metrics: dict  # as in metrics.json
@@ -45,10 +45,10 @@ def train(data, recipe=recipes.DEFAULT, run_dir=None, seed: int = 0, *, data_opt
           tensorboard: bool = False, resume: bool = False, deterministic: bool = False, strategy="auto",
           callbacks=(), validate_each_epoch: bool = True, verbose: int | None = None) -> RunResult:
     """Train `recipe` (a recipe, or a name for `recipes.get_recipe`) on `data` (a `data.Dataset`, or a source
-    for `data.load_dataset`, with `data_options` such as val_split and cache_dir), score it on the test split,
-    save every model format, the history, curves and metrics under `run_dir` (default runs/<timestamp>), and
-    write the report into its report/ folder (`report=False` skips it). `tensorboard=True` adds TensorBoard
-    logs. Every option is checked before data is loaded or a file written (UserError).
+    for `data.load_dataset` with `data_options`), score it on the test split, save every model format, the
+    history, curves and metrics under `run_dir` (default runs/<timestamp>) and the report in its report/
+    (`report=False`: none; `tensorboard=True`: logs too). Every option is checked before data is loaded or a
+    file written (UserError).
 
     The test split doubles as the validation data shown per epoch, as in the original tutorial;
     `validate_each_epoch=False` skips that pass. `callbacks` are extra Keras callbacks for the fit.
@@ -80,7 +80,7 @@ def train(data, recipe=recipes.DEFAULT, run_dir=None, seed: int = 0, *, data_opt
             shutil.rmtree(run_dir, ignore_errors=True)
     if report and chief:
         result.report = _write_report(result, dataset)
-    return result
+    return result if chief else dataclasses.replace(result, run_dir=None)  # the chief wrote the run directory
 
 
 def _describe_start(dataset, recipe, strategy) -> str:
@@ -129,7 +129,7 @@ def _open_run_dir(run_dir, resume: bool, chief: bool):
 
 
 def _train_in(run_dir, dataset, recipe, seed, verbose, callbacks, validate_each_epoch, strategy) -> RunResult:
-    """Fit, then score and save in `run_dir` (tests and benchmarks time this part alone)."""
+    """Fit, then score and save in `run_dir`."""
     started = time.perf_counter()
     net = _fit(run_dir, dataset, recipe, seed, verbose, callbacks, validate_each_epoch, strategy)
     train_wall_s = time.perf_counter() - started

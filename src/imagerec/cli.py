@@ -12,7 +12,7 @@ import re
 import sys
 
 # None of these imports TensorFlow: `imagerec --help` must not wait for it (commands load it when they run).
-from imagerec import __version__, distribute, export, predict, recipes, workflows
+from imagerec import __version__, data, distribute, export, predict, recipes, workflows
 from imagerec.errors import UserError, printable
 from imagerec.serve import ServeLimits
 
@@ -38,7 +38,7 @@ def _options():
     model, data = _model_options(), _data_options()
     as_json = [(("--json",), dict(action="store_true", help="print JSON instead of text"))]
     return {
-        "train": ("train a recipe into a run directory: model files, metrics, report", [*_train_options(), *data]),
+        "train": ("train a recipe into a run directory: model files, metrics, report", [*_train_options(), *_data_options("cifar10")]),
         "recipes": ("list the recipes and every setting --set can change", []),
         "evaluate": ("test accuracy and loss of a saved model", [*model, *data, *as_json, (
             ("--report",), dict(metavar="DIR", help="also write report.html and its figures there"))]),
@@ -71,10 +71,9 @@ def _model_options() -> list:
                                       ".h5/SavedModel no imagerec manifest vouches for (only from authors you trust)"))]
 
 
-def _data_options() -> list:
+def _data_options(default="the model's run's data, else cifar10") -> list:
     return [(("--data",), dict(help="'cifar10' (Keras download), an image folder with train/<class>/ [and test/], "
-                                    "an archive of one, or CIFAR-10's python files (default: the run's data, "
-                                    "else cifar10)")),
+                                    f"an archive of one, or CIFAR-10's python files (default: {default})")),
             (("--val-split",), dict(type=float, default=0.2, help="test share when the data has no test/")),
             (("--seed",), dict(type=int, default=0, help="random seed, 0 to 4294967295 (default 0)")),
             (("--cache-dir",), dict(help="decoded arrays and extracted archives (default ~/.cache/imagerec)")),
@@ -135,7 +134,7 @@ def _train(arguments) -> int:
     _import_tensorflow_quietly()
     from imagerec import train
 
-    result = train.train(arguments.data or "cifar10", recipe, arguments.out, arguments.seed,
+    result = train.train(arguments.data or data.DEFAULT_SOURCE, recipe, arguments.out, arguments.seed,
                          data_options=_loading(arguments), report=not arguments.no_report,
                          tensorboard=arguments.tensorboard, resume=arguments.resume,
                          deterministic=arguments.deterministic, strategy=arguments.strategy)

@@ -31,6 +31,7 @@ ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".zip")
 CIFAR10_CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer",
                        "dog", "frog", "horse", "ship", "truck")
 MAX_SKIPPED_LISTED = 20  # how many skipped files a Dataset keeps by name
+DEFAULT_SOURCE = "cifar10"  # Keras' download, when no data is named
 KERAS_CIFAR10_LABEL = "cifar10 (keras.datasets)"  # the source a run records for Keras' download
 
 
@@ -168,7 +169,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_dataset(source: str = "cifar10", image_size=(32, 32), val_split: float = 0.2,
+def load_dataset(source: str = DEFAULT_SOURCE, image_size=(32, 32), val_split: float = 0.2,
                  seed: int = 0, cache_dir=None, progress: bool = True, max_extract_bytes: int | None = None) -> Dataset:
     """Load a dataset from `source` as uint8 arrays.
 
@@ -185,7 +186,7 @@ def load_dataset(source: str = "cifar10", image_size=(32, 32), val_split: float 
         raise UserError(f"`seed` must be a whole number from 0 to {2**32 - 1}, got {seed!r}")
     if max_extract_bytes is not None and not 0 < max_extract_bytes < float("inf"):
         raise UserError(f"`max_extract_bytes` must be a positive size, got {max_extract_bytes}")
-    if source in ("cifar10", KERAS_CIFAR10_LABEL):
+    if source in (DEFAULT_SOURCE, KERAS_CIFAR10_LABEL):
         dataset = _load_keras_cifar10(image_size)
     else:
         cache = Path(cache_dir) if cache_dir else default_cache_dir()

@@ -11,14 +11,11 @@ import sys
 from imagerec import data, evaluate, export, predict, report, rundir, saving, serve
 from imagerec.errors import UserError, printable
 
-DEFAULT_DATA = "cifar10"  # when neither the caller nor the model's run names the data
-
-
 def load_model_and_data(model, data_source=None, trust_model: bool = False, data_options=None):
     """(Classifier, Dataset): the model at `model` (a run directory or any saved format) and `data_source`
     (default: the data its run was trained on, else CIFAR-10) at the model's input size. UserError when the
     data's classes are not the model's."""
-    source = data_source or rundir.data_source(model) or DEFAULT_DATA
+    source = data_source or rundir.data_source(model) or data.DEFAULT_SOURCE
     classifier = saving.load_model(model, trust_model=trust_model)
     dataset = data.load_dataset(source, image_size=classifier.input_shape[:2], **(data_options or {}))
     if dataset.num_classes != len(classifier.class_names):

@@ -307,6 +307,6 @@ def test_a_file_name_with_a_newline_stays_on_the_warning_line(tmp_path, capsys):
 
 
 def test_a_relative_source_is_recorded_absolute_so_a_run_finds_its_data_from_anywhere(image_folder, monkeypatch):
-    monkeypatch.chdir(image_folder.parent)
-    dataset = data.load_dataset(image_folder.name, progress=False)
+    monkeypatch.chdir(image_folder)
+    dataset = data.load_dataset(f"../{image_folder.name}", progress=False)
     assert dataset.source == str(image_folder) and dataset.summary()["source"] == str(image_folder)

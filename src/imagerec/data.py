@@ -191,7 +191,8 @@ def load_dataset(source: str = DEFAULT_SOURCE, image_size=(32, 32), val_split: f
     else:
         cache = Path(cache_dir) if cache_dir else default_cache_dir()
         # Absolute: a run records its source, and `report`/`export` find the data again from any folder.
-        dataset = _load_path(Path(source).expanduser().absolute(), image_size, cache, progress, max_extract_bytes)
+        path = Path(os.path.abspath(Path(source).expanduser()))  # "a/../b" → "b"; symbolic links kept
+        dataset = _load_path(path, image_size, cache, progress, max_extract_bytes)
     if len(dataset.y_test) == 0:
         dataset = _split_off_test(dataset, val_split, seed)
     return dataset

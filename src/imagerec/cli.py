@@ -104,8 +104,9 @@ def _serve_limits() -> list:
         if field.type is bool:
             options.append(((f"--no-{flag}",), dict(dest=field.name, action="store_false", help=help_text)))
         else:
+            default = f"{field.default:,}".removesuffix(".0")  # 1,024 and 16, not 1024 and 16.0
             options.append(((f"--{flag}",), dict(type=field.type, default=field.default,
-                                                 help=f"{help_text} (default {field.default:,})".replace(".0)", ")"))))
+                                                 help=f"{help_text} (default {default})")))
     return options
 
 

@@ -182,8 +182,7 @@ def load_dataset(source: str = DEFAULT_SOURCE, image_size=(32, 32), val_split: f
     image_size = tuple(image_size)
     if not 0 < val_split < 1:
         raise UserError(f"`val_split` must be between 0 and 1 (exclusive), got {val_split}")
-    if isinstance(seed, bool) or not (isinstance(seed, (int, np.integer)) and 0 <= seed < 2**32):
-        raise UserError(f"`seed` must be a whole number from 0 to {2**32 - 1}, got {seed!r}")
+    check_seed(seed)
     if max_extract_bytes is not None and not 0 < max_extract_bytes < float("inf"):
         raise UserError(f"`max_extract_bytes` must be a positive size, got {max_extract_bytes}")
     if source in (DEFAULT_SOURCE, KERAS_CIFAR10_LABEL):
@@ -196,6 +195,12 @@ def load_dataset(source: str = DEFAULT_SOURCE, image_size=(32, 32), val_split: f
     if len(dataset.y_test) == 0:
         dataset = _split_off_test(dataset, val_split, seed)
     return dataset
+
+
+def check_seed(seed) -> None:
+    """UserError unless `seed` is a whole number that NumPy and TensorFlow both take (0 to 2**32 - 1)."""
+    if isinstance(seed, bool) or not (isinstance(seed, (int, np.integer)) and 0 <= seed < 2**32):
+        raise UserError(f"`seed` must be a whole number from 0 to {2**32 - 1}, got {seed!r}")
 
 
 def _load_path(path: Path, image_size, cache: Path, progress: bool, max_extract_bytes: int | None) -> Dataset:

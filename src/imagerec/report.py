@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from imagerec import evaluate, fileio  # noqa: E402
 
+REPORT_JSON, REPORT_HTML = "report.json", "report.html"
 COLOUR_MAP = "viridis"  # perceptually uniform and monotonic in lightness: reads in grey too
 
 
@@ -44,9 +45,6 @@ def write_report(out_dir, classifier, images: np.ndarray, labels: np.ndarray, *,
     fileio.write_text(out_dir / REPORT_HTML, render_html(report, classifier.class_names,
                                                          [out_dir / name for name in figures]))
     return report
-
-
-REPORT_JSON, REPORT_HTML = "report.json", "report.html"
 
 
 def _figures(numbers: dict, class_names, images, dataset, history) -> dict:

@@ -560,11 +560,14 @@ def create_app(classifier, name: str = "cifar10", limits: ServeLimits | None = N
     from fastapi.exceptions import RequestValidationError
     from starlette.exceptions import HTTPException
 
+    from imagerec import models  # here, not above: `imagerec serve --help` needs ServeLimits, not Keras
+
     limits = limits or ServeLimits()
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name):
         raise UserError(f"`name` is letters, digits, '_', '.' and '-' (up to 64), got {name!r}")
     app = FastAPI(title=f"imagerec: {name}", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.classifier, app.state.model_name, app.state.limits = classifier, name, limits
+    app.state.input_name = models.INPUT_NAME  # the TF Serving input key, as in the saved SavedModel
     app.state.batcher = Batcher(classifier.predict_proba, limits.max_batch_size, limits.batch_window_ms / 1000,
                                 limits.batching)
     # JSON parsing and decoding hold the GIL for long stretches: a few threads bound how many requests do it at
@@ -619,7 +622,7 @@ async def _tf_predict(request: Request, model_name: str, version: str | None = N
     _check_model(request, model_name, version)
     state, body, deadline = request.app.state, await request.body(), request.scope[DEADLINE_KEY]
     batch, key = await _in_worker(request, lambda: predict_body_to_batch(  # a 16 MB body: ~0.4 s of parsing
-        body, _input_name(), state.classifier.input_shape, state.limits, deadline))
+        body, state.input_name, state.classifier.input_shape, state.limits, deadline))
     return {key: (await _infer(request, batch)).tolist()}
 
 
@@ -629,7 +632,7 @@ async def _tf_status(request: Request, model_name: str, version: str | None = No
 
 async def _tf_metadata(request: Request, model_name: str, version: str | None = None):
     state = request.app.state
-    return model_metadata(state.model_name, state.classifier, _input_name(),
+    return model_metadata(state.model_name, state.classifier, state.input_name,
                           _check_get(request, model_name, version))
 
 
@@ -641,12 +644,6 @@ ROUTES = (
     ("GET", "/v1/models/{model_name}/metadata", _tf_metadata),
     ("GET", "/v1/models/{model_name}/versions/{version}/metadata", _tf_metadata),
 )
-
-
-def _input_name() -> str:
-    from imagerec import models  # here, not above: `imagerec serve --help` needs ServeLimits, not Keras
-
-    return models.INPUT_NAME
 
 
 async def _in_worker(request, work):

@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from imagerec import airbench, distribute, evaluate, machine, models, recipes, report, rundir, saving, seed_training
 from imagerec.classifier import Classifier
-from imagerec.data import Dataset, load_dataset
+from imagerec.data import Dataset, check_seed, load_dataset
 from imagerec.errors import UserError, printable
 
 # Each recipe type's trainer: fit(net, dataset, recipe, seed, first_epoch, **distribute.fit options) trains
@@ -97,8 +97,7 @@ def _check_options(recipe, seed: int, run_dir, resume: bool, tensorboard: bool, 
         raise UserError("`run_dir` is an empty name; give a folder (or None for runs/<timestamp>)")
     if type(recipe) not in TRAINERS:
         raise UserError(f"no trainer for a {type(recipe).__name__}; recipes are made by `recipes.get_recipe`")
-    if isinstance(seed, bool) or not (isinstance(seed, (int, np.integer)) and 0 <= seed < 2**32):
-        raise UserError(f"`seed` must be a whole number from 0 to {2**32 - 1}, got {seed!r}")
+    check_seed(seed)
     if resume and distribute.is_multiworker(strategy):
         raise UserError("`resume` is not supported with the multiworker strategy yet: restart the workers instead")
     if tensorboard:
@@ -120,12 +119,13 @@ def _require_tensorboard() -> None:
 
 
 def _open_run_dir(run_dir, resume: bool, chief: bool):
-    """The folder this process writes: the run directory (created), or a scratch folder on a non-chief worker."""
+    """The folder this process writes: the run directory (created; `_check_options` checked a given one), or a
+    scratch folder on a non-chief worker."""
     if not chief:
         return Path(tempfile.mkdtemp(prefix="imagerec-worker-"))
     if resume:
-        return rundir.check_resumable(run_dir)
-    return rundir.check_new(run_dir if run_dir is not None else rundir.default_path())
+        return Path(run_dir)
+    return rundir.check_new(run_dir if run_dir is not None else rundir.default_path())  # new: created here
 
 
 def _train_in(run_dir, dataset, recipe, seed, verbose, callbacks, validate_each_epoch, strategy) -> RunResult:

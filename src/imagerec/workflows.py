@@ -71,9 +71,9 @@ def predict_paths(model, paths, top_k: int = 5, trust_model: bool = False):
     are checked before the model is loaded."""
     if not rundir.resolve_model(model).exists():
         raise UserError(f"model path does not exist: {rundir.resolve_model(model)}")
-    predict.find_image_files(paths)  # a wrong path fails before the model's seconds of loading
+    files = predict.find_image_files(paths)  # a wrong path fails before the model's seconds of loading
     classifier = saving.load_model(model, trust_model=trust_model)
-    return predict.predict_files(classifier, paths, top_k=top_k)
+    return predict.predict_files(classifier, files, top_k=top_k)  # a list of files: not walked again
 
 
 def serve_model(model, host: str = "127.0.0.1", port: int = 8500, name: str = "cifar10", limits=None,

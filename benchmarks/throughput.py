@@ -6,6 +6,7 @@ Times training steps after a warm-up (compilation excluded) and prints images/s 
 (training ≈ 3 forward passes per image), for every combination of the options: with and without XLA, in
 float32 or a Keras mixed-precision policy. Use it to choose widths, batch sizes and settings before a long
 run; each combination runs in its own process, so policies and compiled graphs do not leak between them.
+The Keras backend is $KERAS_BACKEND's (tensorflow by default), e.g. KERAS_BACKEND=jax for XLA via JAX.
 """
 
 import argparse
@@ -30,11 +31,9 @@ def measure(model_name: str, batch_size: int, steps: int, jit: bool, policy: str
     images = rng.integers(0, 256, (batch_size * 2, 32, 32, 3), dtype=np.uint8)
     labels = rng.integers(0, 10, batch_size * 2).astype(np.int32)
     models.init_airbench_net(net, images[:500])
-    recipe = recipes.get_recipe("airbench", model=model_name, batch_size=batch_size)
-    trainer = airbench.AirbenchTrainer(net, recipe)
-    trainer.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.85, nesterov=True), jit_compile=jit)
-    stream = airbench.airbench_batches(images, labels, batch_size, steps + 2, 0, 2, True).repeat()
-    iterator = iter(stream)
+    recipe = recipes.get_recipe("airbench", model=model_name, batch_size=batch_size, jit_compile=jit)
+    trainer = airbench.compiled_trainer(net, recipe, steps_per_epoch=2)
+    iterator = iter(airbench.airbench_batches(images, labels, batch_size, steps + 2, 0, 2, True))
     trainer.train_on_batch(*next(iterator))  # compile
     trainer.train_on_batch(*next(iterator))
     started = time.perf_counter()

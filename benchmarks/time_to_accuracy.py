@@ -9,6 +9,11 @@ JSON file and a table appended to BENCHMARKS.md. Run it alone on the machine.
 
 `--holdout N` tunes honestly: the last N training images (per seed, stratified) become the evaluation
 set and the test split is never looked at (the DAWNBench rule).
+
+`--backend jax --device gpu` trains on Keras' JAX backend on the GPU (benchmarks/gpu_check.sh); the XLA
+compile time (the first step's extra time over a typical step) is reported apart and left out of the
+training time. `--reference LABEL ACCURACY SECONDS IMAGES_PER_S` adds another trainer's published or
+measured figures to the table, so the comparison is one table.
 """
 
 import argparse
@@ -22,14 +27,34 @@ import tempfile
 import time
 from pathlib import Path
 
-import keras
-import numpy as np
 
-from imagerec import data, evaluate, machine, models, recipes, train
-from imagerec.classifier import Classifier
+def _choose_backend() -> None:
+    """--backend and --device act before Keras (and JAX) are imported: both read their settings once."""
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument("--backend", default=None)
+    early.add_argument("--device", default=None)
+    known, _ = early.parse_known_args()
+    if known.device == "cpu":
+        os.environ["JAX_PLATFORMS"] = "cpu"
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    if known.backend:
+        from imagerec import backends
+
+        backends.use(known.backend)
+
+
+_choose_backend()
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from imagerec import backends, data, evaluate, machine, models, recipes, train  # noqa: E402
+from imagerec.classifier import Classifier  # noqa: E402
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 THRESHOLDS = (0.81, 0.85, 0.90, 0.93, 0.94)
+# Dense bfloat16 tensor-core peaks (TFLOP/s, NVIDIA's data sheets, SXM parts) by device name.
+BF16_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L4": 121.0}
 
 
 class AccuracyClock(keras.callbacks.Callback):
@@ -42,6 +67,20 @@ class AccuracyClock(keras.callbacks.Callback):
         self.images, self.labels, self.class_names = images, labels, class_names
         self.paused_s = 0.0
         self.epochs = []
+        self.step_ends = []  # perf_counter at the end of every training step of the first epoch
+        self.classifier = None
+
+    def on_train_begin(self, logs=None):
+        self.step_ends = [time.perf_counter()]
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self.epochs:
+            self.step_ends.append(time.perf_counter())
+
+    def compile_s(self) -> float:
+        """The first step's time beyond a typical step's: tracing and XLA compilation (and warm-up)."""
+        steps = np.diff(self.step_ends)
+        return float(steps[0] - np.median(steps[1:])) if len(steps) > 2 else 0.0
 
     def on_epoch_end(self, epoch, logs=None):
         paused = time.perf_counter()
@@ -49,10 +88,11 @@ class AccuracyClock(keras.callbacks.Callback):
         if epoch + 1 < self.eval_from_epoch:
             self.epochs.append({"epoch": epoch + 1, "train_s": round(train_s, 2), "accuracy": None})
             return
-        net = getattr(self.model, "net", self.model)  # the airbench recipe trains its net inside a trainer model
-        inference = models.inference_model(net, test_time_augmentation=self.recipe.test_time_augmentation)
-        classifier = Classifier.from_keras(inference, self.class_names)
-        result = evaluate.evaluate(classifier, self.images, self.labels, batch_size=500)
+        if self.classifier is None:  # built once: its compiled predict step serves every epoch
+            net = getattr(self.model, "net", self.model)  # the airbench recipe trains its net in a trainer model
+            inference = models.inference_model(net, test_time_augmentation=self.recipe.test_time_augmentation)
+            self.classifier = Classifier.from_keras(inference, self.class_names)
+        result = evaluate.evaluate(self.classifier, self.images, self.labels, batch_size=500)
         self.epochs.append({"epoch": epoch + 1, "train_s": round(train_s, 2), "accuracy": result["accuracy"],
                             "train_loss": float(logs.get("loss", float("nan"))) if logs else None})
         print(f"benchmark: epoch {epoch + 1}: {100 * result['accuracy']:.2f}% at {train_s:.1f} s of training",
@@ -76,6 +116,10 @@ def run_once(arguments, recipe, seed: int) -> dict:
     load_s = time.perf_counter() - started
     if arguments.holdout:
         dataset = holdout_split(dataset, arguments.holdout, seed)
+    if arguments.subset:  # a rehearsal: the first N training and N/5 test images
+        dataset = data.Dataset(dataset.x_train[:arguments.subset], dataset.y_train[:arguments.subset],
+                               dataset.x_test[:arguments.subset // 5], dataset.y_test[:arguments.subset // 5],
+                               dataset.class_names, dataset.source, test_split=dataset.test_split)
     clock = AccuracyClock(started, recipe, dataset.x_test, dataset.y_test, dataset.class_names,
                           arguments.eval_from_epoch)
     with tempfile.TemporaryDirectory(prefix="tta-benchmark-") as run_dir:
@@ -85,15 +129,23 @@ def run_once(arguments, recipe, seed: int) -> dict:
     # The airbench stream drops the last partial batch; the seed stream keeps it.
     steps = len(dataset.y_train) // recipe.batch_size if isinstance(recipe, recipes.AirbenchRecipe) else None
     images_per_epoch = steps * recipe.batch_size if steps else len(dataset.y_train)
+    compile_s = clock.compile_s() if arguments.exclude_compile else 0.0
+    for epoch in clock.epochs:  # the clock's training time, less the compilation when it is reported apart
+        epoch["train_s"] = round(epoch["train_s"] - compile_s, 2)
     pure_train_s = clock.epochs[-1]["train_s"] - load_s
     reached = {f"{threshold:.2f}": next((epoch["train_s"] for epoch in clock.epochs
                                          if (epoch["accuracy"] or 0) >= threshold), None) for threshold in THRESHOLDS}
-    return {"seed": seed, "load_s": round(load_s, 2), "epochs": clock.epochs, "reached_s": reached,
-            "final_accuracy": clock.epochs[-1]["accuracy"], "final_train_s": clock.epochs[-1]["train_s"],
-            "forward_mflops_per_image": round(flops / 1e6, 2),
+    return {"seed": seed, "load_s": round(load_s, 2), "compile_s": round(compile_s, 2), "epochs": clock.epochs,
+            "reached_s": reached, "final_accuracy": clock.epochs[-1]["accuracy"],
+            "final_train_s": clock.epochs[-1]["train_s"], "forward_mflops_per_image": round(flops / 1e6, 2),
             "train_images_per_s": round(images_per_epoch * len(clock.epochs) / pure_train_s, 1),
             # training ≈ 3 forward passes per image (forward + two backward products)
             "achieved_gflops": round(3 * flops * images_per_epoch * len(clock.epochs) / pure_train_s / 1e9, 1)}
+
+
+def bf16_peak_tflops(accelerator):
+    """The accelerator's dense bf16 peak from BF16_PEAK_TFLOPS, or None (a CPU, an unknown chip)."""
+    return next((peak for name, peak in BF16_PEAK_TFLOPS.items() if accelerator and name in accelerator), None)
 
 
 def summarise(values):
@@ -108,6 +160,40 @@ def summarise(values):
 def _xla(recipe) -> str:
     jit = getattr(recipe, "jit_compile", "auto")
     return "auto (off: no GPU)" if jit == "auto" else ("on" if jit else "off")
+
+
+def _machine_line(recipe, versions) -> str:
+    precision = train.PRECISION_POLICIES[getattr(recipe, "mixed_precision", "off")]
+    software = (f"Keras {versions['keras']} on {versions['keras_backend']} "
+                f"({'TensorFlow ' + str(versions['tensorflow']) if versions['keras_backend'] == 'tensorflow' else 'JAX ' + str(versions['jax'])})"
+                f", Python {versions['python']}")
+    if versions["accelerator"]:
+        return f"- Machine: {versions['accelerator']} (host {machine.cpu_name()}), {precision}, XLA; {software}"
+    return (f"- Machine: {machine.cpu_name()}, {os.cpu_count()} cores, CPU only, {precision}, XLA {_xla(recipe)}; "
+            f"{software}")
+
+
+def _speed_line(runs, versions) -> str:
+    images_per_s = np.mean([run["train_images_per_s"] for run in runs])
+    gflops = np.mean([run["achieved_gflops"] for run in runs])
+    peak = bf16_peak_tflops(versions["accelerator"])
+    against = (f"{gflops / 1e3:.1f} TFLOP/s = {100 * gflops / 1e3 / peak:.1f}% of the chip's {peak:.0f} TFLOP/s "
+               f"dense bf16 peak" if peak else f"{gflops:.0f} GFLOP/s (fp32 peak ~157-224 at 2.45-3.5 GHz)")
+    compile_s = [run["compile_s"] for run in runs]
+    compiled = f"; XLA compile {np.mean(compile_s):.1f} s, not in the training time" if any(compile_s) else ""
+    return f"{images_per_s:.0f} train images/s ≈ {against}{compiled}"
+
+
+def _reference_rows(arguments, runs) -> list:
+    """imagerec next to the reference figures given on the command line, one row each."""
+    finals = [run["final_accuracy"] for run in runs]
+    rows = ["| trainer | final accuracy | training time | train images/s |", "|---|---|---|---|",
+            f"| imagerec ({arguments.recipe}, this table) | {100 * np.mean(finals):.2f}% | "
+            f"{summarise([run['final_train_s'] for run in runs])} | "
+            f"{np.mean([run['train_images_per_s'] for run in runs]):.0f} |"]
+    for label, accuracy, seconds, images_per_s in arguments.reference:
+        rows.append(f"| {label} | {float(accuracy):.2f}% | {float(seconds):.0f} s | {float(images_per_s):.0f} |")
+    return rows
 
 
 def write_table(arguments, recipe, runs, results_path: Path) -> str:
@@ -130,20 +216,16 @@ def write_table(arguments, recipe, runs, results_path: Path) -> str:
         f"batch {recipe.batch_size} — {arguments.label}, {datetime.date.today().isoformat()}\n",
         f"- Command: `python benchmarks/time_to_accuracy.py {' '.join(sys.argv[1:])}` (commit {commit}); "
         f"evaluated on the {evaluated_on}",
-        f"- Machine: {machine.cpu_name()}, {os.cpu_count()} cores, CPU only, "
-        f"{train.PRECISION_POLICIES[getattr(recipe, 'mixed_precision', 'off')]}, XLA {_xla(recipe)}; TensorFlow "
-        f"{versions['tensorflow']}, Keras {versions['keras']}, Python {versions['python']}",
+        _machine_line(recipe, versions),
         f"- Final accuracy {100 * np.mean(finals):.2f}% (± {100 * np.std(finals):.2f}, n={len(runs)}) at "
         f"{summarise([run['final_train_s'] for run in runs])}; "
-        f"{runs[0]['forward_mflops_per_image']:.1f} MFLOP/image forward; "
-        f"{np.mean([run['train_images_per_s'] for run in runs]):.0f} train images/s ≈ "
-        f"{np.mean([run['achieved_gflops'] for run in runs]):.0f} GFLOP/s (fp32 peak ~157-224 at 2.45-3.5 GHz)",
+        f"{runs[0]['forward_mflops_per_image']:.1f} MFLOP/image forward; {_speed_line(runs, versions)}",
         f"- Per-epoch accuracy (seed {runs[0]['seed']}): "
         + ", ".join(f"{epoch['epoch']}: {100 * epoch['accuracy']:.1f}% @ {epoch['train_s']:.0f} s"
                     for epoch in runs[0]["epochs"] if epoch["accuracy"] is not None)
         + (f" (epochs before {arguments.eval_from_epoch} not evaluated)" if arguments.eval_from_epoch > 1 else ""),
         "", "Training time (s, clock as described in the script) to first reach each accuracy:", "",
-        *rows, "",
+        *rows, "", *(_reference_rows(arguments, runs) + [""] if arguments.reference else []),
     ])
     with open(results_path, "a", encoding="utf-8") as handle:
         handle.write(text)
@@ -164,12 +246,23 @@ def main() -> None:
     parser.add_argument("--no-table", action="store_true", help="JSON only (tuning runs)")
     parser.add_argument("--eval-from-epoch", type=int, default=1,
                         help="skip the (test-time-augmented, costly) evaluation of earlier epochs")
+    parser.add_argument("--backend", choices=backends.BACKENDS, default=None, help="Keras backend (default: "
+                        "$KERAS_BACKEND, else tensorflow)")
+    parser.add_argument("--device", choices=("auto", "cpu"), default="auto",
+                        help="cpu: keep JAX off any GPU (a CPU rehearsal of the GPU check)")
+    parser.add_argument("--exclude-compile", action="store_true",
+                        help="report the first step's compilation apart, not in the training time (GPU runs)")
+    parser.add_argument("--subset", type=int, default=0, help="train on the first N images only (rehearsals)")
+    parser.add_argument("--reference", nargs=4, action="append", default=[],
+                        metavar=("LABEL", "ACCURACY", "SECONDS", "IMAGES_PER_S"),
+                        help="another trainer's figures, shown beside imagerec's (repeatable)")
     arguments = parser.parse_args()
 
     recipe = recipes.get_recipe(arguments.recipe, **recipes.parse_settings(arguments.recipe, arguments.set))
     runs = [run_once(arguments, recipe, seed) for seed in arguments.seeds]
     output = {"recipe": dataclasses.asdict(recipe), "runs": runs,
               "holdout": arguments.holdout, "versions": machine.versions(), "cpu": machine.cpu_name(),
+              "reference": arguments.reference,
               "command": " ".join(sys.argv), "date": datetime.datetime.now().isoformat(timespec="seconds")}
     json_path = Path(arguments.json or tempfile.mkstemp(prefix="time_to_accuracy-", suffix=".json")[1])
     json_path.write_text(json.dumps(output, indent=2, default=str))

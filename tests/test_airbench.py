@@ -3,29 +3,48 @@ import numpy as np
 from imagerec import airbench
 
 
-def test_airbench_batches_are_seeded_consistent_and_drop_the_partial_batch():
-    labels = np.arange(50, dtype=np.int32) % 7
-    images = np.repeat(labels.astype(np.uint8)[:, None, None, None] * 30, 32, axis=1)
-    images = np.repeat(np.repeat(images, 32, axis=2), 3, axis=3)  # each image a flat colour = its label
-    stream = airbench.airbench_batches(images, labels, batch_size=16, epochs=2, seed=4, translate=2,
-                                        alternating_flip=True)
-    batches = list(stream.as_numpy_iterator())
-    assert len(batches) == 2 * (50 // 16)
-    for batch_images, batch_labels in batches:
-        assert batch_images.shape == (16, 32, 32, 3)
-        np.testing.assert_array_equal(batch_images[:, 5, 5, 0], batch_labels * 30)  # pairs stay together
-    again = list(airbench.airbench_batches(images, labels, 16, 2, 4, 2, True).as_numpy_iterator())
-    for first, second in zip(batches, again):
-        np.testing.assert_array_equal(first[1], second[1])
-    assert not np.array_equal(batches[0][1], batches[3][1])  # a new order each epoch
+def _numbered_images(count):
+    """Image i is flat grey level i (mod 256): pairs and shifts stay checkable after augmentation."""
+    labels = np.arange(count, dtype=np.int32) % 7
+    images = np.broadcast_to((np.arange(count) % 256).astype(np.uint8)[:, None, None, None], (count, 32, 32, 3))
+    return np.ascontiguousarray(images), labels
 
 
-def test_airbench_batches_resume_mid_run_with_the_same_epochs():
-    labels = np.arange(64, dtype=np.int32) % 10
-    images = np.random.default_rng(0).integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
-    whole = list(airbench.airbench_batches(images, labels, 16, 3, 7, 2, True).as_numpy_iterator())
-    resumed = list(airbench.airbench_batches(images, labels, 16, 3, 7, 2, True, first_epoch=2).as_numpy_iterator())
-    assert len(resumed) == 4  # only the last epoch's batches
-    for (first_images, first_labels), (second_images, second_labels) in zip(whole[8:], resumed):
-        np.testing.assert_array_equal(first_images, second_images)  # same order, flips and shifts
-        np.testing.assert_array_equal(first_labels, second_labels)
+def test_epoch_plan_is_seeded_drops_the_partial_batch_and_reshuffles_each_epoch():
+    plan = airbench.epoch_plan(50, 16, seed=4, epoch=0, translate=2, alternating_flip=True)
+    assert plan["indices"].shape == (3, 16) and len(set(plan["indices"].ravel())) == 48
+    assert plan["offsets"].shape == (3, 16, 2) and plan["offsets"].min() >= 0 and plan["offsets"].max() <= 4
+    again = airbench.epoch_plan(50, 16, seed=4, epoch=0, translate=2, alternating_flip=True)
+    for key in plan:
+        np.testing.assert_array_equal(plan[key], again[key])
+    other_epoch = airbench.epoch_plan(50, 16, seed=4, epoch=1, translate=2, alternating_flip=True)
+    assert not np.array_equal(plan["indices"], other_epoch["indices"])
+    other_seed = airbench.epoch_plan(50, 16, seed=5, epoch=0, translate=2, alternating_flip=True)
+    assert not np.array_equal(plan["indices"], other_seed["indices"])
+
+
+def test_alternating_flip_mirrors_every_image_on_every_other_epoch():
+    flips = {}
+    for epoch in range(3):
+        plan = airbench.epoch_plan(64, 64, seed=1, epoch=epoch, translate=0, alternating_flip=True)
+        flips[epoch] = dict(zip(plan["indices"].ravel(), plan["flips"].ravel()))
+    for image in range(64):
+        assert flips[0][image] != flips[1][image] and flips[0][image] == flips[2][image]
+    assert 0 < sum(flips[0].values()) < 64  # the start is random per image
+
+
+def test_airbench_batches_pair_images_with_labels_and_resume_mid_run():
+    images, labels = _numbered_images(64)
+    whole = list(airbench.airbench_batches(images, labels, 16, 3, 7, 2, True))
+    whole = [(dict((key, np.asarray(value)) for key, value in x.items()), np.asarray(y)) for x, y in whole]
+    assert len(whole) == 3 * 4
+    for x, y in whole:
+        assert x["images"].shape == (16, 32, 32, 3) and x["images"].dtype == np.uint8
+        np.testing.assert_array_equal(x["images"][:, 0, 0, 0] % 7, y)  # each image with its own label
+    resumed = list(airbench.airbench_batches(images, labels, 16, 3, 7, 2, True, first_epoch=2))
+    assert len(resumed) == 4  # only the last epoch's batches, the same as the uninterrupted run's
+    for (first, first_labels), (second, second_labels) in zip(whole[8:], resumed):
+        for key in first:
+            np.testing.assert_array_equal(first[key], np.asarray(second[key]))
+        np.testing.assert_array_equal(first_labels, np.asarray(second_labels))
+    assert list(airbench.airbench_batches(images, labels, 16, 3, 7, 2, True, first_epoch=3)) == []

@@ -1,5 +1,6 @@
 """Augmentation tested eagerly and inside tf.data: the two paths differ more often than one expects."""
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -87,27 +88,24 @@ def _shift_of(original, shifted, pixels):
     return None
 
 
-def test_random_translate_shifts_each_image_within_range_eagerly_and_in_tf_data():
-    images, labels = _batch()
-    eager = augment.random_translate(tf.constant(images), 2, tf.constant([1, 2])).numpy()
-    dataset = tf.data.Dataset.from_tensors((images, labels)).map(
-        lambda x, y: (augment.random_translate(x, 2, tf.constant([1, 2])), y))
-    in_graph = next(dataset.as_numpy_iterator())[0]
-    np.testing.assert_array_equal(eager, in_graph)  # stateless: same seed, same shifts, eager or graph
-    shifts = [_shift_of(original, shifted, 2) for original, shifted in zip(images, eager)]
-    assert None not in shifts and len(set(shifts)) > 3
-    other = augment.random_translate(tf.constant(images), 2, tf.constant([1, 3])).numpy()
-    assert not np.array_equal(eager, other)
-
-
-def test_alternating_flip_mirrors_every_image_on_every_other_epoch():
+def test_translate_and_flip_shifts_each_image_by_its_offset_and_mirrors_where_asked():
     images, _ = _batch()
-    start = tf.constant(np.random.default_rng(0).random(16) < 0.5)
-    epochs = [augment.alternating_flip(tf.constant(images), start, epoch).numpy() for epoch in range(3)]
-    for index, image in enumerate(images):
-        flipped = [not np.array_equal(epoch[index], image) for epoch in epochs]
-        assert flipped[0] != flipped[1] and flipped[0] == flipped[2]
-        mirrored = epochs[0][index] if flipped[0] else epochs[1][index]
-        np.testing.assert_array_equal(mirrored, image[:, ::-1])
+    offsets = np.array([[row, column] for row in range(5) for column in range(5)][:16], np.int32)
+    flips = np.arange(16) % 3 == 0
+    result = keras.ops.convert_to_numpy(augment.translate_and_flip(images, offsets, flips, 2))
+    assert result.shape == images.shape and result.dtype == np.float32
+    for image, shifted, (row, column), flip in zip(images, result, offsets, flips):
+        unflipped = shifted[:, ::-1] if flip else shifted
+        assert _shift_of(image, unflipped, 2) == (row - 2, column - 2)
+    centred = keras.ops.convert_to_numpy(augment.translate_and_flip(images, np.full((16, 2), 2), flips * 0 > 0, 2))
+    np.testing.assert_array_equal(centred, images)  # offset `pixels` on both axes: the image itself
 
 
+def test_translate_and_flip_gives_the_same_batch_compiled_in_tf_data():
+    images, _ = _batch()
+    offsets = np.random.default_rng(1).integers(0, 5, (16, 2)).astype(np.int32)
+    flips = np.random.default_rng(2).random(16) < 0.5
+    eager = keras.ops.convert_to_numpy(augment.translate_and_flip(images, offsets, flips, 2))
+    dataset = tf.data.Dataset.from_tensors((images, offsets, flips)).map(
+        lambda x, o, f: augment.translate_and_flip(x, o, f, 2))
+    np.testing.assert_array_equal(eager, next(dataset.as_numpy_iterator()))

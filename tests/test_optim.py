@@ -15,47 +15,63 @@ def test_triangle_schedule_rises_then_falls():
     assert all(a >= b for a, b in zip(values[23:], values[24:]))
 
 
-def _lookahead_with_fake_optimizer(total_steps):
+def _lookahead(total_steps, every=1):
     inputs = keras.Input((2,))
     net = keras.Model(inputs, keras.layers.Dense(1, use_bias=False)(inputs))
-
-    class FakeOptimizer:
-        iterations = keras.Variable(0, dtype="int64")
-
-    class Holder:
-        optimizer = FakeOptimizer()
-
-    callback = optim.Lookahead(net, optim.LookaheadState(net), total_steps=total_steps, start_epoch=0, every=1,
-                               decay=0.5, power=0.0)
-    callback.set_model(Holder())
-    return callback, net.layers[-1].kernel, FakeOptimizer.iterations
+    callback = optim.Lookahead(net, optim.LookaheadState(net), total_steps=total_steps, steps_per_epoch=100,
+                               start_epoch=0, every=every, decay=0.5, power=0.0)
+    callback.set_model(net)
+    callback.on_epoch_begin(0)
+    return callback, net.layers[-1].kernel
 
 
 def test_lookahead_averages_weights_and_writes_them_back():
-    callback, kernel, iterations = _lookahead_with_fake_optimizer(total_steps=3)
+    callback, kernel = _lookahead(total_steps=3)
     kernel.assign(np.zeros((2, 1), np.float32))
-    callback.on_epoch_begin(0)
-    iterations.assign(1)
-    callback.on_train_batch_end(0)  # first call: remembers the weights
+    callback.on_train_batch_end(0)  # step 1, the first update: remembers the weights
     kernel.assign(np.ones((2, 1), np.float32))
-    iterations.assign(2)
     callback.on_train_batch_end(1)  # rho = 0.5: average = 0.5 * 0 + 0.5 * 1
-    np.testing.assert_allclose(kernel.numpy(), 0.5)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(kernel), 0.5)
     kernel.assign(np.full((2, 1), 3.0, np.float32))
     callback.on_epoch_end(0)  # mid-run epoch ends leave the net's own weights alone
-    np.testing.assert_allclose(kernel.numpy(), 3.0)
-    iterations.assign(3)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(kernel), 3.0)
     callback.on_train_batch_end(2)  # the last step: one more update (0.5 * 0.5 + 0.5 * 3), then the average
-    np.testing.assert_allclose(kernel.numpy(), 1.75)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(kernel), 1.75)
 
 
 def test_lookahead_final_step_writes_the_average_even_between_updates():
-    callback, kernel, iterations = _lookahead_with_fake_optimizer(total_steps=3)
-    callback.every = 2
+    callback, kernel = _lookahead(total_steps=3, every=2)
     kernel.assign(np.zeros((2, 1), np.float32))
-    iterations.assign(2)
-    callback.on_train_batch_end(1)  # first update: remembers 0
+    callback.on_train_batch_end(1)  # step 2, the first update: remembers 0
     kernel.assign(np.full((2, 1), 7.0, np.float32))
-    iterations.assign(3)
     callback.on_train_batch_end(2)  # step 3 is not an update step, but it is the last: the net takes the average
-    np.testing.assert_allclose(kernel.numpy(), 0.0)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(kernel), 0.0)
+
+
+def _named_variables():
+    """A conv kernel, a BatchNorm beta and the whitening bias, named as in the airbench nets."""
+    with keras.name_scope("block1_bn1"):
+        beta = keras.Variable(np.ones(2, np.float32), name="beta")
+    with keras.name_scope("whiten"):
+        whiten_bias = keras.Variable(np.ones(2, np.float32), name="bias")
+    with keras.name_scope("block1_conv1"):
+        kernel = keras.Variable(np.ones((1, 1, 1, 2), np.float32), name="kernel")
+    return [kernel, beta, whiten_bias]
+
+
+def test_airbench_sgd_follows_torch_nesterov_with_l2_bias_scale_and_whitening_freeze():
+    variables = _named_variables()
+    assert [variable.path for variable in variables] == ["block1_conv1/kernel", "block1_bn1/beta", "whiten/bias"]
+    optimizer = optim.AirbenchSGD(0.1, momentum=0.5, l2=0.01, bias_lr_scale=4.0, whiten_bias_steps=2)
+    expected = [np.asarray(keras.ops.convert_to_numpy(variable)) for variable in variables]
+    buffers = [np.zeros_like(value) for value in expected]
+    gradient = 0.3
+    for step in range(4):
+        optimizer.apply([keras.ops.full(variable.shape, gradient) for variable in variables], variables)
+        for index, scale in enumerate((1.0, 4.0, 1.0 if step < 2 else 0.0)):
+            l2_scale = 0.0 if index == 2 and step >= 2 else 1.0
+            g = scale * gradient + 0.01 * l2_scale * expected[index]
+            buffers[index] = 0.5 * buffers[index] + g
+            expected[index] = expected[index] - 0.1 * (g + 0.5 * buffers[index])
+    for variable, value in zip(variables, expected):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(variable), value, rtol=1e-6)

@@ -1,120 +1,102 @@
 """The airbench recipe's trainer (arXiv 2404.00498, KellerJordan/cifar10-airbench, re-written for Keras):
-the batch stream, the train step and the fit of a whitened, dirac-initialised convnet.
+the batch plan, the train step and the fit of a whitened, dirac-initialised convnet, in Keras ops, so it
+trains on every Keras backend (TensorFlow, JAX).
 
-`train.train` calls `fit` inside the run's strategy scope and dtype policy; everything that makes the run
-directory (backup, history, saving) stays in `train`.
+Batches are planned on the host from the seed alone (order, shifts, flips: `epoch_plan`), so both backends
+see the same batches; the uint8 images are gathered by index and shifted/mirrored inside the train step
+(on the GPU when there is one). TensorFlow feeds them through tf.data (which tf.distribute needs), other
+backends through a generator. `train.train` calls `fit` inside the run's strategy scope and dtype policy;
+everything that makes the run directory (backup, history, saving) stays in `train`.
 """
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
-from imagerec import augment, distribute, models, optim
+from imagerec import augment, backends, distribute, models, optim
 from imagerec.errors import UserError
 
 
-def airbench_batches(images, labels, batch_size: int, epochs: int, seed: int, translate: int,
-                 alternating_flip: bool, first_epoch: int = 0) -> tf.data.Dataset:
-    """Epochs `first_epoch`..`epochs - 1` of training batches as one stream, made in the graph from the
-    uint8 arrays.
+def epoch_plan(count: int, batch_size: int, seed: int, epoch: int, translate: int, alternating_flip: bool) -> dict:
+    """One epoch's batches as index arrays: "indices" (steps, batch) into the training images (a seeded
+    permutation, the last partial batch dropped), "offsets" (steps, batch, 2) crop offsets in [0, 2 * translate],
+    "flips" (steps, batch) mirror or not. Depends only on (seed, epoch): reproducible, resumable, and the same
+    on every backend and worker.
 
-    Each epoch: a seeded permutation (the last partial batch dropped), alternating flip, random translate.
-    Everything depends only on (seed, epoch, batch), so a run is reproducible and resumable.
+    Alternating flip: each image starts mirrored or not at random (per seed) and switches every epoch, so it
+    is seen both ways every two epochs (more diverse than a coin per epoch); without it, a coin per epoch.
     """
-    images, labels = tf.constant(images), tf.constant(labels)
-    count = int(labels.shape[0])
     steps = count // batch_size
-    start_flipped = tf.random.stateless_uniform([count], (seed, 0)) < 0.5
+    rng = np.random.default_rng([seed, epoch, 1])
+    order = rng.permutation(count)[:steps * batch_size].reshape(steps, batch_size)
+    offsets = rng.integers(0, 2 * translate + 1, size=(steps, batch_size, 2), dtype=np.int32)
+    if alternating_flip:
+        start_flipped = np.random.default_rng([seed, 0, 0]).random(count) < 0.5
+        flips = start_flipped[order] != bool(epoch % 2)
+    else:
+        flips = rng.random((steps, batch_size)) < 0.5
+    return {"indices": order.astype(np.int32), "offsets": offsets, "flips": flips}
 
-    def batch(epoch, step, indices):
-        x = tf.gather(images, indices)
-        if alternating_flip:
-            x = augment.alternating_flip(x, tf.gather(start_flipped, indices), epoch)
-        x = augment.random_translate(x, translate, tf.stack([seed + 1, epoch * steps + step]))
-        return x, tf.gather(labels, indices)
 
-    def epoch_batches(epoch):
-        order = tf.argsort(tf.random.stateless_uniform([count], tf.stack([seed + 2, epoch])))
-        order = tf.reshape(order[:steps * batch_size], [steps, batch_size])
-        steps_range = tf.data.Dataset.range(steps)
-        return tf.data.Dataset.zip(steps_range, tf.data.Dataset.from_tensor_slices(order)).map(
-            lambda step, indices: batch(epoch, step, indices), num_parallel_calls=tf.data.AUTOTUNE)
+def plan_batches(count: int, batch_size: int, epochs: int, seed: int, translate: int, alternating_flip: bool,
+                 first_epoch: int = 0):
+    """Yield (indices, offsets, flips) of every step of epochs `first_epoch`..`epochs - 1`."""
+    for epoch in range(first_epoch, epochs):
+        plan = epoch_plan(count, batch_size, seed, epoch, translate, alternating_flip)
+        yield from zip(plan["indices"], plan["offsets"], plan["flips"])
 
-    return tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_batches).prefetch(tf.data.AUTOTUNE)
+
+def airbench_batches(images, labels, batch_size: int, epochs: int, seed: int, translate: int,
+                     alternating_flip: bool, first_epoch: int = 0):
+    """Epochs `first_epoch`..`epochs - 1` of training batches as one stream of ({"images": uint8 (B, H, W, C),
+    "offsets", "flips"}, labels) for `AirbenchTrainer`: a tf.data.Dataset on TensorFlow, a generator on other
+    backends (no tf.data there). The shifts and flips are applied by the trainer, in its train step."""
+    plans = plan_batches(len(labels), batch_size, epochs, seed, translate, alternating_flip, first_epoch)
+    if not backends.is_tensorflow():
+        return (({"images": images[indices], "offsets": offsets, "flips": flips}, labels[indices])
+                for indices, offsets, flips in plans)
+    import tensorflow as tf
+
+    steps = list(plans)
+    if not steps:  # a resumed run that had finished its epochs: nothing left to train
+        return tf.data.Dataset.from_tensor_slices(({"images": images[:0], "offsets": np.zeros((0, 2), np.int32),
+                                                    "flips": np.zeros(0, bool)}, labels[:0])).batch(batch_size)
+    indices, offsets, flips = (np.stack(column) for column in zip(*steps))
+    images, labels = tf.constant(images), tf.constant(labels)
+
+    def batch(step_indices, step_offsets, step_flips):
+        return ({"images": tf.gather(images, step_indices), "offsets": step_offsets, "flips": step_flips},
+                tf.gather(labels, step_indices))
+
+    return tf.data.Dataset.from_tensor_slices((indices, offsets, flips)).map(
+        batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 class AirbenchTrainer(keras.Model):
-    """Wraps an airbench net for `fit` with airbench's update: label-smoothed cross-entropy, L2 added to the
-    gradient, BatchNorm biases at `bias_lr_scale` x the learning rate, and a gate that freezes the
-    whitening bias. Keras' optimizers have no per-variable learning rate, hence this train_step."""
+    """Wraps an airbench net for Keras' own `fit` on any backend: in training its input is a planned batch
+    ({"images", "offsets", "flips"}), shifted and mirrored here, in the compiled step; in evaluation, images.
+    The update rule is `optim.AirbenchSGD`'s, the loss label-smoothed cross-entropy."""
 
     def __init__(self, net, recipe, **kwargs):
         super().__init__(**kwargs)
         self.net, self.recipe = net, recipe
-        self.whiten_bias_gate = tf.Variable(1.0, trainable=False, name="whiten_bias_gate")  # set each epoch
         self.lookahead_state = optim.LookaheadState(net)  # checkpointed with the trainer (resume)
         self.built = True  # the net is built; BackupAndRestore requires it
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
 
-    @property
-    def metrics(self):
-        return [self.loss_tracker, self.accuracy]
-
-    def call(self, images, training=False):
-        return self.net(images, training=training)
-
-    def _loss(self, labels, logits):
-        targets = tf.one_hot(labels, tf.shape(logits)[-1])
-        return tf.reduce_mean(keras.losses.categorical_crossentropy(
-            targets, logits, from_logits=True, label_smoothing=self.recipe.label_smoothing))
-
-    def _scales(self, variable):
-        """(gradient scale, L2 scale) of a variable: the gated whitening bias gets neither once frozen."""
-        if variable.path.startswith("whiten/"):
-            return self.whiten_bias_gate, self.whiten_bias_gate
-        if "_bn" in variable.path and variable.name == "beta":
-            return self.recipe.bias_lr_scale, 1.0
-        return 1.0, 1.0
-
-    def train_step(self, data):
-        images, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
-        with tf.GradientTape() as tape:
-            logits = self.net(images, training=True)
-            loss = self._loss(labels, logits)
-            scaled_loss = self.optimizer.scale_loss(loss)  # float16's loss scaling; unchanged otherwise
-        variables = self.net.trainable_variables
-        gradients = tape.gradient(scaled_loss, variables)
-        # airbench's decoupled units: this L2 gives every variable the same per-step decay. A loss-scale
-        # optimizer (mixed_float16) divides every gradient by its scale, so the L2 term is scaled alike.
-        l2 = self.recipe.weight_decay / self.recipe.learning_rate * getattr(self.optimizer, "dynamic_scale", 1.0)
-        scales = [self._scales(variable) for variable in variables]
-        gradients = [gradient_scale * gradient + l2_scale * l2 * variable
-                     for gradient, variable, (gradient_scale, l2_scale) in zip(gradients, variables, scales)]
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        if replicas > 1:  # tf.distribute sums the replicas' gradients; each replica saw 1/replicas of the batch
-            gradients = [gradient / replicas for gradient in gradients]
-        self.optimizer.apply(gradients, variables)
-        return self._update_metrics(loss, labels, logits)
-
-    def test_step(self, data):
-        images, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
-        logits = self.net(images, training=False)
-        return self._update_metrics(self._loss(labels, logits), labels, logits)
-
-    def _update_metrics(self, loss, labels, logits):
-        self.loss_tracker.update_state(loss)
-        self.accuracy.update_state(labels, logits)
-        return {metric.name: metric.result() for metric in self.metrics}
+    def call(self, inputs, training=False):
+        if isinstance(inputs, dict):
+            inputs = augment.translate_and_flip(inputs["images"], inputs["offsets"], inputs["flips"],
+                                                self.recipe.translate)
+        return self.net(inputs, training=training)
 
 
-class _WhitenBiasFreeze(keras.callbacks.Callback):
-    def __init__(self, gate, epochs: int):
-        super().__init__()
-        self.gate, self.epochs = gate, epochs
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.gate.assign(1.0 if epoch < self.epochs else 0.0)
+def smoothed_cross_entropy(label_smoothing: float):
+    """Cross-entropy of integer labels against logits, with label smoothing (Keras' sparse loss has none)."""
+    def loss(labels, logits):
+        targets = ops.one_hot(ops.reshape(ops.cast(labels, "int32"), (-1,)), ops.shape(logits)[-1])
+        return keras.losses.categorical_crossentropy(targets, ops.cast(logits, "float32"), from_logits=True,
+                                                     label_smoothing=label_smoothing)
+    return loss
 
 
 def sgd_learning_rate(recipe) -> float:
@@ -134,21 +116,26 @@ def fit(net, dataset, recipe, seed: int, first_epoch: int = 0, **fit_options) ->
     sample = np.random.default_rng(seed).choice(len(dataset.y_train), min(recipe.whitening_images,
                                                                          len(dataset.y_train)), replace=False)
     models.init_airbench_net(net, dataset.x_train[np.sort(sample)])
-    trainer = _compiled_trainer(net, recipe, steps * recipe.epochs)
-    lookahead = optim.Lookahead(net, trainer.lookahead_state, steps * recipe.epochs, recipe.lookahead_start_epoch,
-                                recipe.lookahead_every, recipe.lookahead_decay, recipe.lookahead_power)
+    trainer = compiled_trainer(net, recipe, steps)
+    lookahead = optim.Lookahead(net, trainer.lookahead_state, steps * recipe.epochs, steps,
+                                recipe.lookahead_start_epoch, recipe.lookahead_every, recipe.lookahead_decay,
+                                recipe.lookahead_power)
     batches = airbench_batches(dataset.x_train, dataset.y_train, recipe.batch_size, recipe.epochs, seed,
                                recipe.translate, recipe.alternating_flip, first_epoch)
-    callbacks = [_WhitenBiasFreeze(trainer.whiten_bias_gate, recipe.whiten_bias_epochs), lookahead,
-                 *fit_options.pop("callbacks", ())]
+    callbacks = [lookahead, *fit_options.pop("callbacks", ())]
     distribute.fit(trainer, batches, epochs=recipe.epochs, steps_per_epoch=steps, initial_epoch=first_epoch,
                    callbacks=callbacks, **fit_options)
 
 
-def _compiled_trainer(net, recipe, total_steps: int) -> AirbenchTrainer:
+def compiled_trainer(net, recipe, steps_per_epoch: int) -> AirbenchTrainer:
+    """The net in a trainer, compiled with airbench's loss, schedule and update."""
     trainer = AirbenchTrainer(net, recipe)
-    schedule = optim.TriangleSchedule(sgd_learning_rate(recipe), total_steps, recipe.lr_start,
+    schedule = optim.TriangleSchedule(sgd_learning_rate(recipe), steps_per_epoch * recipe.epochs, recipe.lr_start,
                                       recipe.lr_peak_at, recipe.lr_end)
-    trainer.compile(optimizer=keras.optimizers.SGD(schedule, momentum=recipe.momentum, nesterov=True),
-                    jit_compile=recipe.jit_compile)
+    # airbench's decoupled units: this L2 gives every variable the same per-step decay.
+    optimizer = optim.AirbenchSGD(schedule, recipe.momentum, l2=recipe.weight_decay / recipe.learning_rate,
+                                  bias_lr_scale=recipe.bias_lr_scale,
+                                  whiten_bias_steps=recipe.whiten_bias_epochs * steps_per_epoch)
+    trainer.compile(optimizer=optimizer, loss=smoothed_cross_entropy(recipe.label_smoothing),
+                    metrics=["accuracy"], jit_compile=recipe.jit_compile)
     return trainer

@@ -1,4 +1,5 @@
-"""Augmentation on whole batches inside the tf.data graph, drawn from stateless seeds.
+"""Augmentation of whole batches: the seed recipe's in the tf.data graph, the airbench recipe's as Keras ops
+in the train step (any backend).
 
 Every random choice depends only on the seed it is given (the run's seed, the epoch and the step), never on
 a generator's state, so a resumed run augments exactly as the uninterrupted run would have. Kept out of the
@@ -7,10 +8,10 @@ has surprising behaviour (keras-team/keras#21868).
 """
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 
-def random_shift_and_flip(images: tf.Tensor, shift_fraction: float, horizontal_flip: bool, seed) -> tf.Tensor:
+def random_shift_and_flip(images, shift_fraction: float, horizontal_flip: bool, seed):
     """A float32 batch (N, H, W, 3) randomly shifted and mirrored, image by image, as the tutorial's
     ImageDataGenerator did: shifts uniform in +-shift_fraction of the height and of the width (sub-pixel,
     bilinear, edge pixels repeated: Keras' RandomTranslation with fill_mode="nearest"), then a coin flip for a
@@ -19,7 +20,10 @@ def random_shift_and_flip(images: tf.Tensor, shift_fraction: float, horizontal_f
     `seed` is a stateless seed (shape [2] int). Keras' random layers draw from a stateful generator that
     accepts only Python ints, so a batch's augmentation would depend on how many batches came before it; here
     it depends on `seed` alone, which makes a resumed run see the very batches an uninterrupted one sees.
+    TensorFlow only (the seed recipe's tf.data pipeline).
     """
+    import tensorflow as tf
+
     translate_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     count = tf.shape(images)[0]
     if shift_fraction > 0:
@@ -35,22 +39,27 @@ def random_shift_and_flip(images: tf.Tensor, shift_fraction: float, horizontal_f
     return images
 
 
-def random_translate(images: tf.Tensor, pixels: int, seed) -> tf.Tensor:
-    """Shift each image of a batch (N, H, W, C) by its own random offset in [-pixels, pixels] on both axes,
-    filling with the reflected border; `seed` is a stateless seed (shape [2] int)."""
-    if pixels == 0:
-        return images
-    count, height, width = tf.shape(images)[0], images.shape[1], images.shape[2]
-    padded = tf.pad(images, [[0, 0], [pixels, pixels], [pixels, pixels], [0, 0]], mode="REFLECT")
-    offsets = tf.random.stateless_uniform([count, 2], seed, minval=0, maxval=2 * pixels + 1, dtype=tf.int32)
-    rows = offsets[:, :1] + tf.range(height)[tf.newaxis]  # (N, H) row indices into the padded image
-    columns = offsets[:, 1:] + tf.range(width)[tf.newaxis]
-    shifted = tf.gather(padded, rows, axis=1, batch_dims=1)
-    return tf.gather(shifted, columns, axis=2, batch_dims=1)
+def translate_and_flip(images, offsets, flips, pixels: int):
+    """Shift image i of a batch (N, H, W, C) to the crop at offsets[i] = (row, column), each in
+    [0, 2 * pixels], of its reflect-padded copy (a shift in [-pixels, pixels]; offsets of `pixels` leave it in
+    place), then mirror it where flips[i] is true. Keras ops only: runs inside any backend's train step.
+
+    The crop is a sum of masked slices, one per possible offset (2 * pixels + 1 per axis), because
+    per-image dynamic slicing has no backend-agnostic op; for airbench's 2 pixels that is 5 + 5 selects.
+    """
+    images = ops.cast(images, "float32")
+    if pixels:
+        height, width = images.shape[1], images.shape[2]
+        padded = ops.pad(images, [[0, 0], [pixels, pixels], [pixels, pixels], [0, 0]], mode="reflect")
+        rows = _select_offset(padded, offsets[:, 0], 1, height, pixels)
+        images = _select_offset(rows, offsets[:, 1], 2, width, pixels)
+    return ops.where(ops.reshape(flips, (-1, 1, 1, 1)), ops.flip(images, axis=2), images)
 
 
-def alternating_flip(images: tf.Tensor, start_flipped: tf.Tensor, epoch) -> tf.Tensor:
-    """Mirror image i when start_flipped[i] differs from the epoch's parity, so every image is seen
-    mirrored on every other epoch (airbench's alternating flip: more diverse than a coin per epoch)."""
-    flip = tf.math.not_equal(start_flipped, tf.cast(epoch % 2, tf.bool))
-    return tf.where(flip[:, tf.newaxis, tf.newaxis, tf.newaxis], tf.reverse(images, axis=[2]), images)
+def _select_offset(padded, offsets, axis: int, size: int, pixels: int):
+    offsets = ops.reshape(ops.cast(offsets, "int32"), (-1, 1, 1, 1))
+    result = 0.0
+    for offset in range(2 * pixels + 1):
+        window = padded[:, offset:offset + size] if axis == 1 else padded[:, :, offset:offset + size]
+        result = result + ops.where(offsets == offset, window, 0.0)
+    return result

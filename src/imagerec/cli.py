@@ -12,7 +12,7 @@ import re
 import sys
 
 # None of these imports TensorFlow: `imagerec --help` must not wait for it (commands load it when they run).
-from imagerec import __version__, data, distribute, export, predict, recipes, workflows
+from imagerec import __version__, backends, data, distribute, export, predict, recipes, workflows
 from imagerec.errors import UserError, printable
 from imagerec.serve import ServeLimits
 
@@ -88,6 +88,8 @@ def _train_options() -> list:
         (("--epochs",), dict(type=int, help="the recipe's epochs (same as --set epochs=N)")),
         (("--set",), dict(action="append", default=[], metavar="FIELD=VALUE", help="any recipe setting, e.g. "
                           "--set batch_size=512 --set mixed_precision=bf16 (repeatable)")),
+        (("--backend",), dict(choices=backends.BACKENDS, help="Keras backend (default: $KERAS_BACKEND, else "
+                              f"{backends.DEFAULT}); jax: the jax extra, airbench recipes, no TensorFlow needed")),
         (("--strategy",), dict(choices=distribute.STRATEGIES, default="auto", help="tf.distribute: every local "
                                "GPU, the TF_CONFIG cluster, or auto (mirrored with 2+ GPUs)")),
         (("--resume",), dict(action="store_true", help="continue the interrupted run in --out (same options)")),
@@ -132,6 +134,8 @@ def _loading(arguments) -> dict:
 def _train(arguments) -> int:
     epochs = [] if arguments.epochs is None else [f"epochs={arguments.epochs}"]
     recipe = recipes.get_recipe(arguments.recipe, **recipes.parse_settings(arguments.recipe, arguments.set + epochs))
+    if arguments.backend:
+        backends.use(arguments.backend)  # before Keras is imported
     _import_tensorflow_quietly()
     from imagerec import train
 
@@ -231,7 +235,7 @@ def _with_flags(message: str, options: dict) -> str:
 def _import_tensorflow_quietly() -> None:
     """Import TensorFlow with stderr closed: its C++ start-up lines (oneDNN, CUDA probing) come before any Python
     setting can silence them, and users took them for errors. IMAGEREC_TF_LOGS=1 shows them."""
-    if os.environ.get("IMAGEREC_TF_LOGS") == "1":
+    if os.environ.get("IMAGEREC_TF_LOGS") == "1" or not backends.is_tensorflow():
         return
     sys.stderr.flush()
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)

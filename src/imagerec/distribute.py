@@ -15,24 +15,40 @@ runs the model's own `train_step` with `strategy.run` over a distributed dataset
 callbacks: one model, optimizer and schedule for both paths.
 """
 
+import contextlib
 import json
 import os
 
+from imagerec import backends
 from imagerec.errors import UserError
 
 # TensorFlow is imported inside the functions: the CLI lists STRATEGIES in `imagerec --help`, which must not
 # wait seconds for TensorFlow.
 
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
+VALIDATION_BATCH = 500  # images per step of the per-epoch validation pass (arrays given as validation_data)
+
+
+class SingleDevice:
+    """The strategy of a backend other than TensorFlow: one device, Keras' own `fit`, no tf.distribute."""
+
+    num_replicas_in_sync = 1
+
+    def scope(self):
+        return contextlib.nullcontext()
 
 
 def make_strategy(name: str = "auto"):
     """The tf.distribute strategy called `name`. Create it before any other TensorFlow work (multiworker needs
-    that)."""
-    import tensorflow as tf
-
+    that). On another Keras backend: `SingleDevice` for auto/default, a UserError for the others."""
     if name not in STRATEGIES:
         raise UserError(f"unknown strategy {name!r}; choose one of: {', '.join(STRATEGIES)}")
+    if not backends.is_tensorflow():
+        if name not in ("auto", "default"):
+            raise UserError(f"the {name} strategy is tf.distribute's: it needs the tensorflow backend")
+        return SingleDevice()
+    import tensorflow as tf
+
     if name == "multiworker":
         _check_tf_config()
         return tf.distribute.MultiWorkerMirroredStrategy()
@@ -59,6 +75,8 @@ def _check_tf_config() -> None:
 
 
 def is_multiworker(strategy) -> bool:
+    if isinstance(strategy, SingleDevice):
+        return False
     import tensorflow as tf
 
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
@@ -93,6 +111,7 @@ def fit(model, batches, strategy, epochs: int, steps_per_epoch=None,
     if not is_multiworker(strategy):
         return model.fit(batches, epochs=epochs, steps_per_epoch=steps_per_epoch, initial_epoch=initial_epoch,
                          callbacks=list(callbacks), verbose=verbose, validation_data=validation_data,
+                         validation_batch_size=VALIDATION_BATCH,
                          shuffle=False)
     return _fit_multiworker(model, batches, strategy, epochs, steps_per_epoch, initial_epoch, callbacks, verbose)
 
@@ -106,9 +125,10 @@ def _worker_slices(batches, strategy):
     worker = strategy.cluster_resolver.task_id if strategy.cluster_resolver.task_type != "chief" else 0
 
     def dataset_fn(input_context):
-        def take_slice(images, labels, *rest):
+        def take_slice(inputs, labels, *rest):
             share = tf.shape(labels)[0] // workers
-            return images[worker * share:(worker + 1) * share], labels[worker * share:(worker + 1) * share]
+            mine = slice(worker * share, (worker + 1) * share)
+            return tf.nest.map_structure(lambda tensor: tensor[mine], inputs), labels[mine]
 
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF

@@ -90,3 +90,8 @@ class TestTimeAverage(keras.layers.Layer):
         views = ops.reshape(inputs, (len(TestTimeViews.VIEW_WEIGHTS), -1, inputs.shape[-1]))
         weights = ops.reshape(ops.convert_to_tensor(TestTimeViews.VIEW_WEIGHTS, dtype=inputs.dtype), (-1, 1, 1))
         return ops.sum(views * weights, axis=0)
+
+    def compute_output_shape(self, input_shape):
+        # Given, not traced: JAX cannot trace the reshape of an unknown batch into (views, -1, K) symbolically.
+        batch = input_shape[0] // len(TestTimeViews.VIEW_WEIGHTS) if input_shape[0] is not None else None
+        return (batch, input_shape[-1])

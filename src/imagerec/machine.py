@@ -24,13 +24,42 @@ def cpu_has_bf16() -> bool:
 
 
 def versions() -> dict:
-    """imagerec, Python, TensorFlow, Keras and NumPy versions, the CPU and the platform (JSON-ready)."""
+    """imagerec, Python, Keras (and its backend), TensorFlow and JAX (None when not installed) and NumPy
+    versions, the CPU, the accelerator Keras runs on and the platform (JSON-ready)."""
     import keras
     import numpy as np
-    import tensorflow as tf
 
     import imagerec
 
     return {"imagerec": imagerec.__version__, "cpu": cpu_name(), "python": platform.python_version(),
-            "tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__,
-            "platform": platform.platform(), "processor": platform.machine()}
+            "keras": keras.__version__, "keras_backend": keras.backend.backend(),
+            "tensorflow": _version_of("tensorflow"), "jax": _version_of("jax"), "numpy": np.__version__,
+            "accelerator": accelerator(), "platform": platform.platform(), "processor": platform.machine()}
+
+
+def _version_of(package: str):
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def accelerator():
+    """The GPU (or TPU) Keras' backend runs on, by name; None on a CPU."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        return None if device.platform == "cpu" else getattr(device, "device_kind", device.platform)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus:
+            details = tf.config.experimental.get_device_details(gpus[0])
+            return details.get("device_name", "GPU")
+    return None

@@ -41,6 +41,10 @@ def replica_synced_batch_norm(**kwargs) -> keras.layers.BatchNormalization:
     its statistics over the global batch. Unsynchronised, each replica would update the running statistics
     from its own slice and the workers' copies would drift apart (seen with MultiWorkerMirroredStrategy);
     synchronised, N replicas compute what one device computes on the whole batch."""
+    from imagerec import backends
+
+    if not backends.is_tensorflow():  # no tf.distribute: one device
+        return keras.layers.BatchNormalization(**kwargs)
     import tensorflow as tf
 
     return keras.layers.BatchNormalization(synchronized=tf.distribute.get_strategy().num_replicas_in_sync > 1,

@@ -1,11 +1,11 @@
-"""Optimisation pieces of the airbench recipe that Keras does not ship.
+"""Optimisation pieces of the airbench recipe that Keras does not ship, in Keras ops (any backend).
 
-Keras has no piecewise-linear schedule and no Lookahead/EMA that writes the average back into the model
-during training, so both are here, small and tested.
+Keras has no piecewise-linear schedule, no Lookahead/EMA that writes the average back into the model during
+training, and no optimizer with airbench's per-variable rule, so these are here, small and tested.
 """
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 
 class TriangleSchedule(keras.optimizers.schedules.LearningRateSchedule):
@@ -16,15 +16,66 @@ class TriangleSchedule(keras.optimizers.schedules.LearningRateSchedule):
         self.start, self.peak_at, self.end = float(start), float(peak_at), float(end)
 
     def __call__(self, step):
-        step = tf.cast(step, tf.float32)
+        step = ops.cast(step, "float32")
         peak_step = max(1.0, float(int(self.peak_at * self.total_steps)))
         rising = self.start + (1 - self.start) * step / peak_step
         falling = 1 + (self.end - 1) * (step - peak_step) / max(1.0, self.total_steps - peak_step)
-        return self.peak * tf.where(step < peak_step, rising, tf.maximum(falling, self.end))
+        return self.peak * ops.where(step < peak_step, rising, ops.maximum(falling, self.end))
 
     def get_config(self):
         return {"peak": self.peak, "total_steps": self.total_steps, "start": self.start,
                 "peak_at": self.peak_at, "end": self.end}
+
+
+class AirbenchSGD(keras.optimizers.Optimizer):
+    """airbench's update: Nesterov SGD in PyTorch's form (buffer = momentum * buffer + g; step = lr * (g +
+    momentum * buffer)) on g = scale * gradient + L2 * variable, where BatchNorm biases (`beta` of layers
+    named *_bn*) take `bias_lr_scale` x the gradient (not x the L2), and the whitening layer's bias
+    (`whiten/`) trains for the first `whiten_bias_steps` steps only.
+
+    Written as one optimizer because Keras' pieces do not combine into this rule: `MultiOptimizer` could give
+    BN biases their own SGD, but Keras' SGD has only decoupled weight decay and its own Nesterov form, while
+    airbench's hyper-parameters were tuned with L2 added to the gradient before momentum.
+    """
+
+    def __init__(self, learning_rate, momentum: float, l2: float, bias_lr_scale: float, whiten_bias_steps: int,
+                 name: str = "airbench_sgd", **kwargs):
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+        self.momentum, self.l2, self.bias_lr_scale = float(momentum), float(l2), float(bias_lr_scale)
+        self.whiten_bias_steps = int(whiten_bias_steps)
+
+    def build(self, variables):
+        if self.built:
+            return
+        super().build(variables)
+        self.buffers = [self.add_variable_from_reference(variable, "momentum") for variable in variables]
+        # By index: update_step may get the backend's own variable (TensorFlow's), which has no Keras path.
+        self.kinds = [_kind(variable) for variable in variables]
+
+    def update_step(self, gradient, variable, learning_rate):
+        index = self._get_variable_index(variable)
+        learning_rate = ops.cast(learning_rate, variable.dtype)
+        gradient_scale, l2_scale = {"whiten_bias": (None, None), "bn_bias": (self.bias_lr_scale, 1.0),
+                                    "other": (1.0, 1.0)}[self.kinds[index]]
+        if self.kinds[index] == "whiten_bias":
+            gradient_scale = l2_scale = ops.cast(self.iterations < self.whiten_bias_steps, variable.dtype)
+        gradient = ops.add(ops.multiply(ops.cast(gradient, variable.dtype), gradient_scale),
+                           ops.multiply(variable, self.l2 * l2_scale))
+        buffer = self.buffers[index]
+        self.assign(buffer, ops.add(ops.multiply(buffer, self.momentum), gradient))
+        self.assign_sub(variable, ops.multiply(ops.add(gradient, ops.multiply(buffer, self.momentum)), learning_rate))
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum, "l2": self.l2,
+                "bias_lr_scale": self.bias_lr_scale, "whiten_bias_steps": self.whiten_bias_steps}
+
+
+def _kind(variable) -> str:
+    if variable.path.startswith("whiten/"):
+        return "whiten_bias"  # the only trainable variable of the whitening layer
+    if "_bn" in variable.path and variable.name == "beta":
+        return "bn_bias"
+    return "other"
 
 
 class LookaheadState(keras.layers.Layer):
@@ -50,40 +101,54 @@ class Lookahead(keras.callbacks.Callback):
     """Every `every` steps from `start_epoch` on, move the average in `state` towards the net's weights
     with decay rho = (decay ** every) * (step / total_steps) ** power, and copy the average back into the
     net; after the last step the net takes the average (airbench's LookaheadState). Covers BN running
-    statistics too. Between updates the net trains on freely, so mid-run evaluations see its own weights."""
+    statistics too. Between updates the net trains on freely, so mid-run evaluations see its own weights.
 
-    def __init__(self, net, state: LookaheadState, total_steps: int, start_epoch: int, every: int, decay: float,
-                 power: float):
+    Steps are counted from the epoch and the batch index Keras passes (not read from the optimizer, whose
+    variables JAX's `fit` holds off the model between syncs); the averaging is Keras ops on the variables.
+    """
+
+    def __init__(self, net, state: LookaheadState, total_steps: int, steps_per_epoch: int, start_epoch: int,
+                 every: int, decay: float, power: float):
         super().__init__()
-        self.net, self.state, self.total_steps, self.start_epoch = net, state, total_steps, start_epoch
-        self.every, self.decay, self.power = every, decay, power
+        self.net, self.state, self.total_steps, self.steps_per_epoch = net, state, total_steps, steps_per_epoch
+        self.start_epoch, self.every, self.decay, self.power = start_epoch, every, decay, power
         self.epoch = 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        step = int(self.model.optimizer.iterations.numpy())
-        if self.epoch >= self.start_epoch and step % self.every == 0:
+        step = self.epoch * self.steps_per_epoch + batch + 1
+        update = self.epoch >= self.start_epoch and step % self.every == 0
+        if update or step >= self.total_steps:
+            _sync_jax_state(self.model)
+        if update:
             self._update(step)
         if step >= self.total_steps:
             self._write_average()
 
     def _update(self, step: int):
         variables = averaged(self.net)
-        if not self.state.started.numpy():
+        if not float(ops.convert_to_numpy(self.state.started)):
             for average, variable in zip(self.state.average, variables):
-                average.assign(variable.numpy())
+                average.assign(ops.copy(variable.value))  # own buffers: JAX donates each variable's
             self.state.started.assign(1.0)
             return
-        rho = self.decay ** self.every * (step / self.total_steps) ** self.power
+        keep = self.decay ** self.every * (step / self.total_steps) ** self.power
         for average, variable in zip(self.state.average, variables):
-            updated = average.numpy()
-            updated += (1 - rho) * (variable.numpy() - updated)
+            updated = average.value + (1 - keep) * (variable.value - average.value)
             average.assign(updated)
-            variable.assign(updated)
+            variable.assign(ops.copy(updated))
 
     def _write_average(self):
-        if self.state.started.numpy():
+        if float(ops.convert_to_numpy(self.state.started)):
             for average, variable in zip(self.state.average, averaged(self.net)):
-                variable.assign(average.numpy())
+                variable.assign(ops.copy(average.value))
+
+
+def _sync_jax_state(model) -> None:
+    """Under JAX, `fit` keeps the training state off the model's variables between syncs; bring it back before
+    reading or writing them here (the next step then starts from what this callback wrote)."""
+    sync = getattr(model, "jax_state_sync", None)
+    if sync is not None:
+        sync()

@@ -16,7 +16,7 @@ import warnings
 import zipfile
 from pathlib import Path
 
-from imagerec import fileio, manifest, rundir
+from imagerec import backends, fileio, manifest, rundir
 from imagerec.classifier import Classifier
 from imagerec.errors import UserError
 
@@ -25,9 +25,12 @@ def save_model_files(model, run_dir, info: rundir.ModelInfo) -> dict:
     """Write the model in every format under `run_dir`; returns {format: path relative to run_dir}.
 
     `model` is the inference model (probabilities out); `info` (architecture, test-time views, classes) goes
-    to model.json, so the weights-only file can be rebuilt around the same architecture.
+    to model.json, so the weights-only file can be rebuilt around the same architecture. The SavedModel is
+    TensorFlow's own format: on another Keras backend it is left out (`imagerec export --format savedmodel`
+    writes it from the .keras file under TensorFlow).
     """
-    paths = {name: rundir.model_path(run_dir, name) for name in rundir.MODEL_FILES}
+    formats = [name for name in rundir.MODEL_FILES if name != "savedmodel" or backends.is_tensorflow()]
+    paths = {name: rundir.model_path(run_dir, name) for name in formats}
     with fileio.atomic_path(paths["keras"], suffix=".keras") as temporary:
         model.save(temporary)
     with warnings.catch_warnings(), fileio.atomic_path(paths["h5"], suffix=".h5") as temporary:
@@ -35,11 +38,13 @@ def save_model_files(model, run_dir, info: rundir.ModelInfo) -> dict:
         quiet_keras_logging(lambda: model.save(temporary))
     with fileio.atomic_path(paths["weights"], suffix=".weights.h5") as temporary:
         model.save_weights(temporary)
-    with fileio.atomic_path(paths["savedmodel"]) as temporary:
-        model.export(str(temporary), format="tf_saved_model", verbose=False)
+    if "savedmodel" in paths:
+        with fileio.atomic_path(paths["savedmodel"]) as temporary:
+            model.export(str(temporary), format="tf_saved_model", verbose=False)
     info_path = rundir.write_model_info(run_dir, info)
     manifest.record(run_dir, [*paths.values(), info_path])
-    return {**rundir.MODEL_FILES, "info": rundir.MODEL_INFO_FILE, "manifest": rundir.MANIFEST_FILE}
+    return {**{name: rundir.MODEL_FILES[name] for name in formats}, "info": rundir.MODEL_INFO_FILE,
+            "manifest": rundir.MANIFEST_FILE}
 
 
 def quiet_keras_logging(action):

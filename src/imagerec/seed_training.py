@@ -1,24 +1,26 @@
 """The seed recipe's trainer: the original tutorial's Adam, a plain phase and then an augmented phase.
 
 `train.train` calls `fit` inside the run's strategy scope and dtype policy; everything that makes the run
-directory (backup, history, saving) stays in `train`.
+directory (backup, history, saving) stays in `train`. TensorFlow only (tf.data): imported where used, so
+that `train` imports on other backends.
 """
 
 import keras
-import tensorflow as tf
 
 from imagerec import augment, distribute, models
 from imagerec.errors import UserError
 
 
-def seed_batches(images, labels, recipe, seed: int, first_epoch: int = 0) -> tf.data.Dataset:
+def seed_batches(images, labels, recipe, seed: int, first_epoch: int = 0):
     """The seed recipe's epochs `first_epoch`..`epochs - 1` as one stream of float32 batches.
 
     Each epoch is a seeded permutation cut into batches (the last one partial, as Keras' own batching); the
     plain phase's epochs give the images as they are, the augmented phase's shift and mirror them. Every
     choice depends only on (seed, epoch, step), so one `fit` covers both phases and a resumed run sees exactly
-    the batches the uninterrupted run would have seen.
+    the batches the uninterrupted run would have seen. A tf.data.Dataset.
     """
+    import tensorflow as tf
+
     images, labels = tf.constant(images), tf.constant(labels)
     count, batch_size = int(labels.shape[0]), recipe.batch_size
     steps = -(-count // batch_size)

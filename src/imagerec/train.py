@@ -1,7 +1,7 @@
 """Training: run a recipe on a dataset, score it, save it and report it, into one run directory.
 
 Flow: Dataset (uint8) → the recipe type's trainer (`TRAINERS`: `seed_training`, `airbench`) under a
-tf.distribute strategy → the inference model → scores on the test split → model files, history, curves and
+tf.distribute strategy (TensorFlow; one device on other Keras backends) → the inference model → scores on the test split → model files, history, curves and
 metrics (`rundir` names them, every file written atomically) → the report. Also here: resume, the NaN stop
 and mixed precision.
 """
@@ -17,9 +17,8 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from imagerec import airbench, distribute, evaluate, machine, models, recipes, report, rundir, saving, seed_training
+from imagerec import airbench, backends, distribute, evaluate, machine, models, recipes, report, rundir, saving, seed_training
 from imagerec.classifier import Classifier
 from imagerec.data import Dataset, check_seed, load_dataset
 from imagerec.errors import UserError, printable
@@ -56,17 +55,23 @@ def train(data, recipe=recipes.DEFAULT, run_dir=None, seed: int = 0, *, data_opt
     interrupted run in `run_dir` from its last completed epoch. A NaN or infinite loss stops training with a
     UserError and keeps that backup. `deterministic=True` turns on TensorFlow's op determinism (for the whole
     process): with the same seed, two runs on the same CPU give bit-identical weights and history.
+    Keras' backend is chosen before Keras is imported (`backends.use`); the airbench recipes train on any,
+    the seed recipe, `deterministic` and strategies other than auto/default need TensorFlow.
     `strategy` is a tf.distribute strategy or its name (`distribute.STRATEGIES`). Under multiworker every
     worker runs all of this alike, but only the chief writes `run_dir`.
     """
     recipe = recipes.get_recipe(recipe) if isinstance(recipe, str) else recipe.validate()
     strategy = distribute.make_strategy(strategy) if isinstance(strategy, str) else strategy
     _check_options(recipe, seed, run_dir, resume, tensorboard, strategy)
+    if deterministic:
+        backends.require_tensorflow("`deterministic` (TensorFlow's op determinism)")
     dataset = data if isinstance(data, Dataset) else load_dataset(data, **{"seed": seed, **(data_options or {})})
     verbose = verbose if verbose is not None else (1 if sys.stdout.isatty() else 2)
     if verbose:
         print(printable(_describe_start(dataset, recipe, strategy)), flush=True)
     if deterministic:
+        import tensorflow as tf
+
         tf.config.experimental.enable_op_determinism()
     chief = distribute.is_chief(strategy)
     run_dir = _open_run_dir(run_dir, resume, chief)
@@ -85,8 +90,10 @@ def train(data, recipe=recipes.DEFAULT, run_dir=None, seed: int = 0, *, data_opt
 
 def _describe_start(dataset, recipe, strategy) -> str:
     replicas = strategy.num_replicas_in_sync
-    where = "" if replicas == 1 and type(strategy).__name__ == "_DefaultDistributionStrategy" else \
-        f"; {type(strategy).__name__}, {replicas} replica(s)"
+    where = "" if replicas == 1 and type(strategy).__name__ in ("_DefaultDistributionStrategy", "SingleDevice") \
+        else f"; {type(strategy).__name__}, {replicas} replica(s)"
+    if not backends.is_tensorflow():
+        where += f"; Keras on {backends.current()}"
     return (f"imagerec: {dataset.source}: {len(dataset.y_train)} train / {len(dataset.y_test)} test images, "
             f"{dataset.num_classes} classes; recipe {recipe.name} ({recipe.epochs} epochs){where}")
 
@@ -97,6 +104,8 @@ def _check_options(recipe, seed: int, run_dir, resume: bool, tensorboard: bool, 
         raise UserError("`run_dir` is an empty name; give a folder (or None for runs/<timestamp>)")
     if type(recipe) not in TRAINERS:
         raise UserError(f"no trainer for a {type(recipe).__name__}; recipes are made by `recipes.get_recipe`")
+    if isinstance(recipe, recipes.SeedRecipe):
+        backends.require_tensorflow("the seed recipe (its tf.data pipeline)")
     check_seed(seed)
     if resume and distribute.is_multiworker(strategy):
         raise UserError("`resume` is not supported with the multiworker strategy yet: restart the workers instead")
@@ -156,7 +165,7 @@ def _fit(run_dir, dataset, recipe, seed, verbose, callbacks, validate_each_epoch
     keras.utils.set_random_seed(seed)
     validation = None
     if validate_each_epoch and not distribute.is_multiworker(strategy):  # see distribute.fit
-        validation = tf.data.Dataset.from_tensor_slices((dataset.x_test, dataset.y_test)).batch(500).prefetch(2)
+        validation = (dataset.x_test, dataset.y_test)
     first_epoch = rundir.completed_epochs(run_dir)
     # CSVLogger appends one row per finished epoch (before the backup: see rundir.completed_epochs), so one
     # logger serves a resumed run too.
@@ -205,7 +214,7 @@ def _dtype_policy(mixed_precision: str):
 
 def check_precision(mixed_precision: str) -> None:
     """UserError for a precision the hardware cannot run; a warning where it runs but slowly."""
-    has_gpu = bool(tf.config.list_physical_devices("GPU"))
+    has_gpu = machine.accelerator() is not None
     if mixed_precision == "fp16" and not has_gpu:
         raise UserError("`mixed_precision` fp16 needs a GPU (TensorFlow's CPU kernels emulate float16 slowly); "
                         "on a CPU use bf16")

@@ -1,0 +1,83 @@
+"""The airbench recipe on Keras' JAX backend: the same training as on TensorFlow, models that load under
+TensorFlow, and a TensorFlow-free `imagerec train --backend jax`. JAX runs in subprocesses (Keras picks its
+backend once per process; this one runs TensorFlow)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imagerec import backends, models, saving
+from imagerec.errors import UserError
+
+pytest.importorskip("jax", reason="the jax extra is not installed (pip install 'imagerec[jax]')")
+
+WORKER = Path(__file__).with_name("backend_worker.py")
+
+
+def _run(arguments, backend, **options):
+    env = {**os.environ, "KERAS_BACKEND": backend, "CUDA_VISIBLE_DEVICES": "", "JAX_PLATFORMS": "cpu"}
+    result = subprocess.run([sys.executable, *arguments], env=env, capture_output=True, text=True, timeout=300,
+                            cwd=Path(__file__).parent, **options)  # -c code imports no_tensorflow from here
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_airbench_trains_alike_on_jax_and_tensorflow(image_folder, tmp_path):
+    start = tmp_path / "start.weights.h5"
+    models.build_model("airbench_small", 4).save_weights(start)
+    outputs = {}
+    for backend in backends.BACKENDS:
+        out = tmp_path / f"{backend}.npz"
+        no_tensorflow = ["--no-tensorflow"] if backend == "jax" else []
+        _run([str(WORKER), str(image_folder), str(start), str(out), *no_tensorflow], backend)
+        outputs[backend] = np.load(out)
+    tf_run, jax_run = outputs["tensorflow"], outputs["jax"]
+    before = models.build_model("airbench_small", 4)
+    before.load_weights(start)
+    moved = 0
+    for index, initial in enumerate(before.get_weights()):
+        np.testing.assert_allclose(jax_run[f"arr_{index}"], tf_run[f"arr_{index}"], atol=2e-3, rtol=2e-3)
+        moved += not np.allclose(tf_run[f"arr_{index}"], initial)
+    assert moved >= 10  # training changed the convolutions, BN biases and statistics, head, whitening bias
+    np.testing.assert_allclose(jax_run["probabilities"], tf_run["probabilities"], atol=2e-3)
+
+
+def test_a_model_trained_on_jax_without_tensorflow_loads_and_predicts_alike_under_tensorflow(image_folder,
+                                                                                            tmp_path):
+    run_dir = tmp_path / "run"
+    code = ("import no_tensorflow\n"
+            "from imagerec.cli import main\n"
+            f"raise SystemExit(main(['train', '--backend', 'jax', '--recipe', 'airbench_small', '--epochs', '2', "
+            f"'--set', 'batch_size=32', '--data', {str(image_folder)!r}, '--out', {str(run_dir)!r}]))")
+    result = _run(["-c", code], "tensorflow")  # --backend overrides the environment's
+    assert "Keras on jax" in result.stdout
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["versions"]["keras_backend"] == "jax"
+    assert "savedmodel" not in metrics["files"] and not (run_dir / "saved_model").exists()
+    classifier = saving.load_model(run_dir)  # safe mode, manifest checked, under TensorFlow
+    from imagerec import data
+
+    dataset = data.load_dataset(str(image_folder))
+    probabilities_here = classifier.predict_proba(dataset.x_test)
+    np.save(tmp_path / "images.npy", dataset.x_test)
+    predict = ("import no_tensorflow, numpy as np\n"
+               "from imagerec import saving\n"
+               f"c = saving.load_model({str(run_dir)!r})\n"
+               f"np.save({str(tmp_path / 'jax.npy')!r}, c.predict_proba(np.load({str(tmp_path / 'images.npy')!r})))")
+    _run(["-c", predict], "jax")
+    np.testing.assert_allclose(np.load(tmp_path / "jax.npy"), probabilities_here, atol=1e-5)
+    accuracy = float(np.mean(probabilities_here.argmax(1) == dataset.y_test))
+    assert accuracy == pytest.approx(metrics["test_accuracy"])
+
+
+def test_backend_choice_errors_are_one_clear_line(monkeypatch):
+    with pytest.raises(UserError, match="unknown backend 'torchy'"):
+        backends.use("torchy")
+    with pytest.raises(UserError, match="already imported with the tensorflow backend"):
+        backends.use("jax")  # this test process imported Keras on TensorFlow
+    backends.use("tensorflow")  # the backend it runs: nothing to change

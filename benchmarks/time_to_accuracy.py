@@ -163,7 +163,7 @@ def _xla(recipe) -> str:
 
 
 def _machine_line(recipe, versions) -> str:
-    precision = train.PRECISION_POLICIES[getattr(recipe, "mixed_precision", "off")]
+    precision = train.PRECISION_POLICIES[train.resolve_precision(getattr(recipe, "mixed_precision", "off"))]
     software = (f"Keras {versions['keras']} on {versions['keras_backend']} "
                 f"({'TensorFlow ' + str(versions['tensorflow']) if versions['keras_backend'] == 'tensorflow' else 'JAX ' + str(versions['jax'])})"
                 f", Python {versions['python']}")

@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 from imagerec import airbench, data, distribute, models, recipes  # noqa: E402
 
 RECIPE = recipes.get_recipe("airbench_small", epochs=2, batch_size=32, whiten_bias_epochs=1,
-                            lookahead_start_epoch=0, lookahead_every=2)
+                            lookahead_start_epoch=0, lookahead_every=2, mixed_precision="off")
 
 
 def main() -> None:

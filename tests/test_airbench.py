@@ -1,6 +1,6 @@
 import numpy as np
 
-from imagerec import airbench
+from imagerec import airbench, recipes
 
 
 def _numbered_images(count):
@@ -35,16 +35,29 @@ def test_alternating_flip_mirrors_every_image_on_every_other_epoch():
 
 def test_airbench_batches_pair_images_with_labels_and_resume_mid_run():
     images, labels = _numbered_images(64)
-    whole = list(airbench.airbench_batches(images, labels, 16, 3, 7, 2, True))
-    whole = [(dict((key, np.asarray(value)) for key, value in x.items()), np.asarray(y)) for x, y in whole]
-    assert len(whole) == 3 * 4
+    whole = [(np.asarray(x), np.asarray(y)) for x, y in airbench.airbench_batches(images, labels, 16, 3, 7, 2, True)]
+    assert len(whole) == 3 * 4  # TensorFlow's stream: images shifted and flipped in tf.data
     for x, y in whole:
-        assert x["images"].shape == (16, 32, 32, 3) and x["images"].dtype == np.uint8
-        np.testing.assert_array_equal(x["images"][:, 0, 0, 0] % 7, y)  # each image with its own label
+        assert x.shape == (16, 32, 32, 3) and x.dtype == np.float32
+        np.testing.assert_array_equal(x[:, 0, 0, 0].astype(int) % 7, y)  # each image with its own label
     resumed = list(airbench.airbench_batches(images, labels, 16, 3, 7, 2, True, first_epoch=2))
     assert len(resumed) == 4  # only the last epoch's batches, the same as the uninterrupted run's
     for (first, first_labels), (second, second_labels) in zip(whole[8:], resumed):
-        for key in first:
-            np.testing.assert_array_equal(first[key], np.asarray(second[key]))
+        np.testing.assert_array_equal(first, np.asarray(second))
         np.testing.assert_array_equal(first_labels, np.asarray(second_labels))
     assert list(airbench.airbench_batches(images, labels, 16, 3, 7, 2, True, first_epoch=3)) == []
+
+
+def test_airbench_batches_are_the_same_augmented_on_the_device_or_in_tf_data(monkeypatch):
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, (48, 32, 32, 3), dtype=np.uint8), np.arange(48, dtype=np.int32) % 5
+    in_tf_data = list(airbench.airbench_batches(images, labels, 16, 2, 1, 2, True))
+    monkeypatch.setattr(airbench.backends, "is_tensorflow", lambda: False)  # the JAX path's planned batches
+    planned = list(airbench.airbench_batches(images, labels, 16, 2, 1, 2, True))
+    assert len(planned) == len(in_tf_data) == 6
+    for (x, y), (shifted, tf_labels) in zip(planned, in_tf_data):
+        assert x["images"].dtype == np.uint8
+        on_device = airbench.AirbenchTrainer(airbench.models.build_model("airbench_small", 5),
+                                             recipes.get_recipe("airbench_small")).augment(x)
+        np.testing.assert_array_equal(np.asarray(on_device), np.asarray(shifted))
+        np.testing.assert_array_equal(y, np.asarray(tf_labels))

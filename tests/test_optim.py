@@ -75,3 +75,31 @@ def test_airbench_sgd_follows_torch_nesterov_with_l2_bias_scale_and_whitening_fr
             expected[index] = expected[index] - 0.1 * (g + 0.5 * buffers[index])
     for variable, value in zip(variables, expected):
         np.testing.assert_allclose(keras.ops.convert_to_numpy(variable), value, rtol=1e-6)
+
+
+def test_orthogonalise_pushes_every_singular_value_towards_one():
+    matrix = np.random.default_rng(0).normal(size=(16, 72)).astype(np.float32) * np.logspace(0, 2, 72)
+    result = keras.ops.convert_to_numpy(optim.orthogonalise(keras.ops.convert_to_tensor(matrix)))
+    singular = np.linalg.svd(result, compute_uv=False)
+    assert result.shape == matrix.shape and 0.5 < singular.min() and singular.max() < 1.3
+    tall = keras.ops.convert_to_numpy(optim.orthogonalise(keras.ops.convert_to_tensor(matrix.T)))
+    np.testing.assert_allclose(tall, result.T, atol=1e-5)  # a tall matrix is done as its transpose
+
+
+def test_muon_normalises_each_filter_bank_and_steps_along_an_orthogonal_update():
+    kernel, beta, whiten_bias = _named_variables()
+    kernel = keras.Variable(np.random.default_rng(1).normal(size=(3, 3, 4, 8)).astype(np.float32), name="kernel")
+    optimizer = optim.AirbenchSGD(0.5, momentum=0.85, l2=0.01, bias_lr_scale=4.0, whiten_bias_steps=2,
+                                  muon_learning_rate=0.2, muon_momentum=0.6, peak_learning_rate=1.0)
+    before = keras.ops.convert_to_numpy(kernel)
+    gradient = np.random.default_rng(2).normal(size=(3, 3, 4, 8)).astype(np.float32)
+    optimizer.apply([keras.ops.convert_to_tensor(gradient), keras.ops.ones(2), keras.ops.ones(2)],
+                    [kernel, beta, whiten_bias])
+    normalised = before * np.sqrt(8) / np.linalg.norm(before)
+    step = (normalised - keras.ops.convert_to_numpy(kernel)) / (0.2 * 0.5)  # the schedule at half its peak
+    rows = step.transpose(3, 0, 1, 2).reshape(8, -1)
+    singular = np.linalg.svd(rows, compute_uv=False)
+    assert 0.5 < singular.min() and singular.max() < 1.3
+    direction = gradient.transpose(3, 0, 1, 2).reshape(8, -1)
+    assert np.sum(rows * direction) > 0  # along the gradient (1.6 x it: Nesterov on an empty buffer)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(beta), 1 - 0.5 * (4 + 0.01) * 1.85, rtol=1e-6)  # SGD

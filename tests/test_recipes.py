@@ -49,7 +49,7 @@ def test_a_setting_of_another_recipe_is_refused():
     ({"batch_size": 0}, "at least 1"),
     ({"learning_rate": -0.1}, "positive"),
     ({"shift_fraction": 1.5}, r"\[0, 1\)"),
-    ({"mixed_precision": "int4"}, "one of off, bf16, fp16"),
+    ({"mixed_precision": "int4"}, "one of auto, off, bf16, fp16"),
     ({"jit_compile": "sometimes"}, "true, false or auto"),
 ])
 def test_nonsense_settings_are_user_errors(overrides, match):

@@ -122,6 +122,17 @@ def test_bf16_mixed_precision_trains_and_saves_a_float32_model(dataset, tmp_path
     assert result.metrics["recipe"]["mixed_precision"] == "bf16"
 
 
+def test_auto_precision_is_bf16_exactly_where_the_cpu_has_bfloat16_and_off_forces_float32(monkeypatch):
+    assert recipes.get_recipe("airbench").mixed_precision == "auto" and recipes.get_recipe("seed").mixed_precision == "off"
+    monkeypatch.setattr(train.machine, "accelerator", lambda: None)
+    for has_bf16, expected in ((True, "bf16"), (False, "off")):
+        monkeypatch.setattr(train.machine, "cpu_has_bf16", lambda has_bf16=has_bf16: has_bf16)
+        assert train.resolve_precision("auto") == expected
+        assert train.resolve_precision("off") == "off"
+    monkeypatch.setattr(train.machine, "accelerator", lambda: "NVIDIA H100 80GB HBM3")
+    assert train.resolve_precision("auto") == "bf16"
+
+
 def test_fp16_without_a_gpu_is_a_user_error(dataset, tmp_path):
     recipe = recipes.get_recipe("airbench_small", epochs=1, batch_size=64, mixed_precision="fp16")
     with pytest.raises(UserError, match="fp16 needs a GPU"):

@@ -86,6 +86,8 @@ def _train_options() -> list:
                              f"{recipes.DEFAULT}); `imagerec recipes` shows their settings")),
         (("--out",), dict(help="run directory (default runs/<timestamp>)")),
         (("--epochs",), dict(type=int, help="the recipe's epochs (same as --set epochs=N)")),
+        (("--mixed-precision",), dict(choices=recipes.PRECISIONS, help="auto (the airbench recipes' default): bf16 "
+                                      "on a GPU or a CPU with bfloat16 instructions; off: float32")),
         (("--set",), dict(action="append", default=[], metavar="FIELD=VALUE", help="any recipe setting, e.g. "
                           "--set batch_size=512 --set mixed_precision=bf16 (repeatable)")),
         (("--backend",), dict(choices=backends.BACKENDS, help="Keras backend (default: $KERAS_BACKEND, else "
@@ -132,8 +134,9 @@ def _loading(arguments) -> dict:
 # ---------------------------------------------------------------- the commands: one library call each
 
 def _train(arguments) -> int:
-    epochs = [] if arguments.epochs is None else [f"epochs={arguments.epochs}"]
-    recipe = recipes.get_recipe(arguments.recipe, **recipes.parse_settings(arguments.recipe, arguments.set + epochs))
+    shorthands = [f"{name}={value}" for name, value in (("epochs", arguments.epochs),
+                                                         ("mixed_precision", arguments.mixed_precision)) if value is not None]
+    recipe = recipes.get_recipe(arguments.recipe, **recipes.parse_settings(arguments.recipe, arguments.set + shorthands))
     if arguments.backend:
         backends.use(arguments.backend)  # before Keras is imported
     _import_tensorflow_quietly()

@@ -12,7 +12,9 @@ import dataclasses
 from imagerec.errors import UserError
 
 
-PRECISIONS = ("off", "bf16", "fp16")  # float32; mixed bfloat16 (CPUs with AVX512_BF16/AMX, GPUs); mixed float16 (GPUs)
+# auto: bf16 where the hardware runs it fast (a GPU, a CPU with AVX512_BF16/AMX), else off; off: float32;
+# bf16: mixed bfloat16; fp16: mixed float16 (GPUs). `train.resolve_precision` decides auto.
+PRECISIONS = ("auto", "off", "bf16", "fp16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,10 +87,15 @@ class AirbenchRecipe:
     translate: int = 2  # random shift of up to this many pixels, reflect padding
     alternating_flip: bool = True  # each image mirrored on every other epoch (random start)
     test_time_augmentation: bool = True  # 6 views: image, mirror, 1-px shifts of both
+    # > 0: the convolution filters train with Muon at this step size (airbench94_muon: 0.24), not SGD
+    muon_learning_rate: float = 0.0
+    muon_momentum: float = 0.6  # Muon's Nesterov momentum (airbench94_muon)
     # Keras' "auto" compiles with XLA only when a GPU is visible. On this 2-core CPU, TensorFlow's own
     # (oneDNN) kernels train the fast nets 1.4-1.8x faster than XLA's (benchmarks/throughput.py).
     jit_compile: bool | str = "auto"
-    mixed_precision: str = "off"  # one of PRECISIONS
+    # bf16 trains the airbench nets 1.1-1.5x faster on this CPU (AVX512_BF16) at the same accuracy
+    # (BENCHMARKS.md); "off" forces float32.
+    mixed_precision: str = "auto"  # one of PRECISIONS
 
     def phase(self, epoch: int) -> str:
         return "train"  # one phase: the schedule, not a phase, changes over the epochs
@@ -101,6 +108,9 @@ class AirbenchRecipe:
             raise UserError(f"`momentum` must be in [0, 1), got {self.momentum}")
         if self.translate < 0:
             raise UserError(f"`translate` must be 0 or more pixels, got {self.translate}")
+        if self.muon_learning_rate < 0 or not 0 <= self.muon_momentum < 1:
+            raise UserError(f"`muon_learning_rate` must be 0 (off) or more and `muon_momentum` in [0, 1), got "
+                            f"{self.muon_learning_rate} and {self.muon_momentum}")
         return self
 
 

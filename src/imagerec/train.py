@@ -27,7 +27,7 @@ from imagerec.errors import UserError, printable
 # `net` in place.
 TRAINERS = {recipes.SeedRecipe: seed_training.fit, recipes.AirbenchRecipe: airbench.fit}
 PRECISION_POLICIES = {"off": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
-assert tuple(PRECISION_POLICIES) == recipes.PRECISIONS
+assert set(PRECISION_POLICIES) == set(recipes.PRECISIONS) - {"auto"}
 
 
 @dataclasses.dataclass
@@ -61,6 +61,7 @@ def train(data, recipe=recipes.DEFAULT, run_dir=None, seed: int = 0, *, data_opt
     worker runs all of this alike, but only the chief writes `run_dir`.
     """
     recipe = recipes.get_recipe(recipe) if isinstance(recipe, str) else recipe.validate()
+    recipe = dataclasses.replace(recipe, mixed_precision=resolve_precision(recipe.mixed_precision))  # as run
     strategy = distribute.make_strategy(strategy) if isinstance(strategy, str) else strategy
     _check_options(recipe, seed, run_dir, resume, tensorboard, strategy)
     if deterministic:
@@ -210,6 +211,13 @@ def _dtype_policy(mixed_precision: str):
         yield
     finally:
         keras.mixed_precision.set_global_policy(previous)
+
+
+def resolve_precision(mixed_precision: str) -> str:
+    """The precision a run uses: "auto" is bf16 on a GPU or a CPU with bfloat16 instructions, else off."""
+    if mixed_precision != "auto":
+        return mixed_precision
+    return "bf16" if machine.accelerator() is not None or machine.cpu_has_bf16() else "off"
 
 
 def check_precision(mixed_precision: str) -> None:

@@ -58,6 +58,6 @@ def test_airbench_batches_are_the_same_augmented_on_the_device_or_in_tf_data(mon
     for (x, y), (shifted, tf_labels) in zip(planned, in_tf_data):
         assert x["images"].dtype == np.uint8
         on_device = airbench.AirbenchTrainer(airbench.models.build_model("airbench_small", 5),
-                                             recipes.get_recipe("airbench_small")).augment(x)
+                                             recipes.get_recipe("airbench_small")).augmented(x)
         np.testing.assert_array_equal(np.asarray(on_device), np.asarray(shifted))
         np.testing.assert_array_equal(y, np.asarray(tf_labels))

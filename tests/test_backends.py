@@ -81,3 +81,19 @@ def test_backend_choice_errors_are_one_clear_line(monkeypatch):
     with pytest.raises(UserError, match="already imported with the tensorflow backend"):
         backends.use("jax")  # this test process imported Keras on TensorFlow
     backends.use("tensorflow")  # the backend it runs: nothing to change
+
+
+def test_what_needs_tensorflow_is_refused_on_another_backend_before_anything_is_written(dataset, tmp_path,
+                                                                                          monkeypatch):
+    from imagerec import distribute, train
+
+    monkeypatch.setattr(backends, "is_tensorflow", lambda: False)
+    monkeypatch.setattr(backends, "current", lambda: "jax")
+    with pytest.raises(UserError, match="the seed recipe .* needs the tensorflow backend; this process runs Keras on jax"):
+        train.train(dataset, "seed", tmp_path / "run", verbose=0)
+    with pytest.raises(UserError, match="deterministic.* needs the tensorflow backend"):
+        train.train(dataset, "airbench_small", tmp_path / "run", verbose=0, deterministic=True)
+    with pytest.raises(UserError, match="the mirrored strategy is tf.distribute's"):
+        distribute.make_strategy("mirrored")
+    assert isinstance(distribute.make_strategy("auto"), distribute.SingleDevice)
+    assert not (tmp_path / "run").exists()

@@ -99,6 +99,8 @@ def _one_line_error(capsys, argv, match):
     (["train", "--set", "nonsense"], "a setting is field=value"),
     (["train", "--val-split", "1.5"], "--val-split must be between 0 and 1"),
     (["train", "--epochs", "ten"], "invalid int value"),
+    (["train", "--mixed-precision", "fp8"], "invalid choice: 'fp8'"),
+    (["train", "--backend", "torch"], "invalid choice: 'torch'"),
     (["train", "--recipe", "turbo"], "unknown recipe 'turbo'"),
     (["train", "--recipe", "seed", "--epochs", "3", "--set", "augmented_epochs=4"], "augmented_epochs must be"),
     (["train", "--set", "augmented_epochs=2"], "recipe 'airbench' has no setting 'augmented_epochs'"),

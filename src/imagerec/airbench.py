@@ -87,9 +87,9 @@ class AirbenchTrainer(keras.Model):
         self.built = True  # the net is built; BackupAndRestore requires it
 
     def call(self, inputs, training=False):
-        return self.net(self.augment(inputs) if isinstance(inputs, dict) else inputs, training=training)
+        return self.net(self.augmented(inputs) if isinstance(inputs, dict) else inputs, training=training)
 
-    def augment(self, batch: dict):
+    def augmented(self, batch: dict):
         """A planned batch's images, shifted and mirrored as planned (float32)."""
         return augment.translate_and_flip(batch["images"], batch["offsets"], batch["flips"], self.recipe.translate)
 

@@ -19,9 +19,10 @@ EPOCHS=${EPOCHS:-10}
 DATA=.gpu_data/cifar10-jpeg.tar.gz
 
 if [ "${1:-}" = "--prepare" ]; then
-    # The device's Python is 3.12 (x86-64): Keras and the two packages it needs that the device lacks.
+    # The device's Python is 3.12 (x86-64): Keras and what it needs that the device may lack (optree needs
+    # typing_extensions, which PyTorch brings there; carried anyway, 45 kB).
     "$PYTHON" -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl keras==3.15.1 namex optree
+        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl keras==3.15.1 namex optree typing_extensions
     mkdir -p .gpu_data && cp ../shared/data/cifar10-jpeg.tar.gz "$DATA"
     du -sh .whl .gpu_data
     exit 0
@@ -34,7 +35,8 @@ if [ "${1:-}" = "--cpu-rehearsal" ]; then
     run=(--backend jax --device cpu --recipe airbench_small --set epochs=2 batch_size=256 mixed_precision=bf16
          --subset 2048 --data "$DATA" --json "$OUT/gpu_check.json" --results "$OUT/gpu_check.md" --exclude-compile)
     SEEDS=0
-elif ! "$PYTHON" -c "import keras" 2>/dev/null; then
+fi
+if ! "$PYTHON" -c "import keras" 2>/dev/null; then  # the device: Keras from the carried wheels
     "$PYTHON" -m pip install -q --no-index --no-deps --target /tmp/keras-site .whl/*.whl
     export PYTHONPATH=/tmp/keras-site
 fi

@@ -116,10 +116,13 @@ def run_once(arguments, recipe, seed: int) -> dict:
     load_s = time.perf_counter() - started
     if arguments.holdout:
         dataset = holdout_split(dataset, arguments.holdout, seed)
-    if arguments.subset:  # a rehearsal: the first N training and N/5 test images
-        dataset = data.Dataset(dataset.x_train[:arguments.subset], dataset.y_train[:arguments.subset],
-                               dataset.x_test[:arguments.subset // 5], dataset.y_test[:arguments.subset // 5],
-                               dataset.class_names, dataset.source, test_split=dataset.test_split)
+    if arguments.subset:  # a rehearsal: N random training and N/5 random test images (folders come class by class)
+        rng = np.random.default_rng(seed)
+        train_part = rng.permutation(len(dataset.y_train))[:arguments.subset]
+        test_part = rng.permutation(len(dataset.y_test))[:arguments.subset // 5]
+        dataset = data.Dataset(dataset.x_train[train_part], dataset.y_train[train_part], dataset.x_test[test_part],
+                               dataset.y_test[test_part], dataset.class_names, dataset.source,
+                               test_split=dataset.test_split)
     clock = AccuracyClock(started, recipe, dataset.x_test, dataset.y_test, dataset.class_names,
                           arguments.eval_from_epoch)
     with tempfile.TemporaryDirectory(prefix="tta-benchmark-") as run_dir:
@@ -158,6 +161,8 @@ def summarise(values):
 
 
 def _xla(recipe) -> str:
+    if not backends.is_tensorflow():
+        return "on (JAX compiles every step with XLA)"
     jit = getattr(recipe, "jit_compile", "auto")
     return "auto (off: no GPU)" if jit == "auto" else ("on" if jit else "off")
 
@@ -252,7 +257,7 @@ def main() -> None:
                         help="cpu: keep JAX off any GPU (a CPU rehearsal of the GPU check)")
     parser.add_argument("--exclude-compile", action="store_true",
                         help="report the first step's compilation apart, not in the training time (GPU runs)")
-    parser.add_argument("--subset", type=int, default=0, help="train on the first N images only (rehearsals)")
+    parser.add_argument("--subset", type=int, default=0, help="train on N random images only (rehearsals)")
     parser.add_argument("--reference", nargs=4, action="append", default=[],
                         metavar=("LABEL", "ACCURACY", "SECONDS", "IMAGES_PER_S"),
                         help="another trainer's figures, shown beside imagerec's (repeatable)")

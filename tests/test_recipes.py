@@ -58,7 +58,7 @@ def test_nonsense_settings_are_user_errors(overrides, match):
 
 
 def test_unknown_recipe_lists_the_known_ones():
-    with pytest.raises(UserError, match="choose one of: airbench, airbench_medium, airbench_small, seed"):
+    with pytest.raises(UserError, match="choose one of: airbench, airbench_muon, airbench_medium, airbench_small, seed"):
         recipes.get_recipe("turbo")
 
 

@@ -75,6 +75,13 @@ def test_a_model_trained_on_jax_without_tensorflow_loads_and_predicts_alike_unde
     assert accuracy == pytest.approx(metrics["test_accuracy"])
 
 
+def test_a_jax_run_resumes_after_an_interruption_and_ends_where_an_uninterrupted_run_ends(image_folder, tmp_path):
+    result = _run([str(WORKER), "--resume", str(image_folder), str(tmp_path), "--no-tensorflow"], "jax")
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outcome["epochs_after_resume"] == [1] and outcome["history_epochs"] == [1, 2]
+    assert outcome["max_weight_difference"] < 1e-5  # JAX on a CPU: the same numbers, given the same batches
+
+
 def test_backend_choice_errors_are_one_clear_line(monkeypatch):
     with pytest.raises(UserError, match="unknown backend 'torchy'"):
         backends.use("torchy")

@@ -103,7 +103,7 @@ def _one_line_error(capsys, argv, match):
     (["train", "--backend", "torch"], "invalid choice: 'torch'"),
     (["train", "--recipe", "turbo"], "unknown recipe 'turbo'"),
     (["train", "--recipe", "seed", "--epochs", "3", "--set", "augmented_epochs=4"], "augmented_epochs must be"),
-    (["train", "--set", "augmented_epochs=2"], "recipe 'airbench' has no setting 'augmented_epochs'"),
+    (["train", "--set", "augmented_epochs=2"], "recipe 'airbench_muon' has no setting 'augmented_epochs'"),
     (["frobnicate"], "invalid choice"),
     (["train", "--seed", "-5"], "--seed must be a whole number from 0 to 4294967295"),
     (["train", "--seed", "4294967296"], "--seed must be a whole number from 0 to 4294967295"),

@@ -169,9 +169,9 @@ def _xla(recipe) -> str:
 
 def _machine_line(recipe, versions) -> str:
     precision = train.PRECISION_POLICIES[train.resolve_precision(getattr(recipe, "mixed_precision", "off"))]
-    software = (f"Keras {versions['keras']} on {versions['keras_backend']} "
-                f"({'TensorFlow ' + str(versions['tensorflow']) if versions['keras_backend'] == 'tensorflow' else 'JAX ' + str(versions['jax'])})"
-                f", Python {versions['python']}")
+    backend = versions["keras_backend"]
+    library = f"TensorFlow {versions['tensorflow']}" if backend == "tensorflow" else f"JAX {versions['jax']}"
+    software = f"Keras {versions['keras']} on {backend} ({library}), Python {versions['python']}"
     if versions["accelerator"]:
         return f"- Machine: {versions['accelerator']} (host {machine.cpu_name()}), {precision}, XLA; {software}"
     return (f"- Machine: {machine.cpu_name()}, {os.cpu_count()} cores, CPU only, {precision}, XLA {_xla(recipe)}; "

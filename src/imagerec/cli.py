@@ -135,8 +135,10 @@ def _loading(arguments) -> dict:
 
 def _train(arguments) -> int:
     shorthands = [f"{name}={value}" for name, value in (("epochs", arguments.epochs),
-                                                         ("mixed_precision", arguments.mixed_precision)) if value is not None]
-    recipe = recipes.get_recipe(arguments.recipe, **recipes.parse_settings(arguments.recipe, arguments.set + shorthands))
+                                                         ("mixed_precision", arguments.mixed_precision))
+                  if value is not None]
+    settings = recipes.parse_settings(arguments.recipe, arguments.set + shorthands)
+    recipe = recipes.get_recipe(arguments.recipe, **settings)
     if arguments.backend:
         backends.use(arguments.backend)  # before Keras is imported
     _import_tensorflow_quietly()

@@ -61,7 +61,8 @@ class AirbenchSGD(keras.optimizers.Optimizer):
         # By index: update_step may get the backend's own variable (TensorFlow's), which has no Keras path.
         self.kinds = [_kind(variable) for variable in variables]
         if self.muon_learning_rate > 0:
-            self.kinds = ["filter" if len(variable.shape) == 4 else kind for kind, variable in zip(self.kinds, variables)]
+            self.kinds = ["filter" if len(variable.shape) == 4 else kind
+                          for kind, variable in zip(self.kinds, variables)]
 
     def update_step(self, gradient, variable, learning_rate):
         index = self._get_variable_index(variable)
@@ -106,7 +107,8 @@ def orthogonalise(matrix, steps: int = 3):
         x = ops.transpose(x)
     for _ in range(steps):
         gram = ops.matmul(x, ops.transpose(x))
-        x = ops.add(ops.multiply(x, a), ops.matmul(ops.add(ops.multiply(gram, b), ops.multiply(ops.matmul(gram, gram), c)), x))
+        polynomial = ops.add(ops.multiply(gram, b), ops.multiply(ops.matmul(gram, gram), c))
+        x = ops.add(ops.multiply(x, a), ops.matmul(polynomial, x))
     return ops.transpose(x) if rows > columns else x
 
 

@@ -1,8 +1,8 @@
 """Training: run a recipe on a dataset, score it, save it and report it, into one run directory.
 
 Flow: Dataset (uint8) → the recipe type's trainer (`TRAINERS`: `seed_training`, `airbench`) under a
-tf.distribute strategy (TensorFlow; one device on other Keras backends) → the inference model → scores on the test split → model files, history, curves and
-metrics (`rundir` names them, every file written atomically) → the report. Also here: resume, the NaN stop
+tf.distribute strategy (TensorFlow; one device on other Keras backends) → the inference model → scores on
+the test split → model files, history, curves and metrics (`rundir` names them, every file written atomically) → the report. Also here: resume, the NaN stop
 and mixed precision.
 """
 
@@ -63,9 +63,7 @@ def train(data, recipe=recipes.DEFAULT, run_dir=None, seed: int = 0, *, data_opt
     recipe = recipes.get_recipe(recipe) if isinstance(recipe, str) else recipe.validate()
     recipe = dataclasses.replace(recipe, mixed_precision=resolve_precision(recipe.mixed_precision))  # as run
     strategy = distribute.make_strategy(strategy) if isinstance(strategy, str) else strategy
-    _check_options(recipe, seed, run_dir, resume, tensorboard, strategy)
-    if deterministic:
-        backends.require_tensorflow("`deterministic` (TensorFlow's op determinism)")
+    _check_options(recipe, seed, run_dir, resume, tensorboard, strategy, deterministic)
     dataset = data if isinstance(data, Dataset) else load_dataset(data, **{"seed": seed, **(data_options or {})})
     verbose = verbose if verbose is not None else (1 if sys.stdout.isatty() else 2)
     if verbose:
@@ -99,7 +97,8 @@ def _describe_start(dataset, recipe, strategy) -> str:
             f"{dataset.num_classes} classes; recipe {recipe.name} ({recipe.epochs} epochs){where}")
 
 
-def _check_options(recipe, seed: int, run_dir, resume: bool, tensorboard: bool, strategy) -> None:
+def _check_options(recipe, seed: int, run_dir, resume: bool, tensorboard: bool, strategy,
+                   deterministic: bool) -> None:
     models.check_model_name(recipe.model)
     if run_dir is not None and not str(run_dir).strip():
         raise UserError("`run_dir` is an empty name; give a folder (or None for runs/<timestamp>)")
@@ -107,6 +106,8 @@ def _check_options(recipe, seed: int, run_dir, resume: bool, tensorboard: bool, 
         raise UserError(f"no trainer for a {type(recipe).__name__}; recipes are made by `recipes.get_recipe`")
     if isinstance(recipe, recipes.SeedRecipe):
         backends.require_tensorflow("the seed recipe (its tf.data pipeline)")
+    if deterministic:
+        backends.require_tensorflow("`deterministic` (TensorFlow's op determinism)")
     check_seed(seed)
     if resume and distribute.is_multiworker(strategy):
         raise UserError("`resume` is not supported with the multiworker strategy yet: restart the workers instead")

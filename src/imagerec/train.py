@@ -3,7 +3,8 @@
 Flow: Dataset (uint8) → the recipe type's trainer (`TRAINERS`: `seed_training`, `airbench`) under a
 tf.distribute strategy (TensorFlow; one device on other Keras backends) → the inference model → scores on
 the test split → model files, history, curves and metrics (`rundir` names them, every file written atomically) → the report. Also here: resume, the NaN stop
-and mixed precision.
+and mixed precision. Keras' backend is chosen before Keras is imported (`backends.use`): the airbench
+recipes train on any; the seed recipe, `deterministic` and strategies other than auto/default need TensorFlow.
 """
 
 import contextlib
@@ -55,13 +56,10 @@ def train(data, recipe=recipes.DEFAULT, run_dir=None, seed: int = 0, *, data_opt
     interrupted run in `run_dir` from its last completed epoch. A NaN or infinite loss stops training with a
     UserError and keeps that backup. `deterministic=True` turns on TensorFlow's op determinism (for the whole
     process): with the same seed, two runs on the same CPU give bit-identical weights and history.
-    Keras' backend is chosen before Keras is imported (`backends.use`); the airbench recipes train on any,
-    the seed recipe, `deterministic` and strategies other than auto/default need TensorFlow.
     `strategy` is a tf.distribute strategy or its name (`distribute.STRATEGIES`). Under multiworker every
     worker runs all of this alike, but only the chief writes `run_dir`.
     """
-    recipe = recipes.get_recipe(recipe) if isinstance(recipe, str) else recipe.validate()
-    recipe = dataclasses.replace(recipe, mixed_precision=resolve_precision(recipe.mixed_precision))  # as run
+    recipe = _recipe_as_run(recipe)
     strategy = distribute.make_strategy(strategy) if isinstance(strategy, str) else strategy
     _check_options(recipe, seed, run_dir, resume, tensorboard, strategy, deterministic)
     dataset = data if isinstance(data, Dataset) else load_dataset(data, **{"seed": seed, **(data_options or {})})
@@ -69,9 +67,7 @@ def train(data, recipe=recipes.DEFAULT, run_dir=None, seed: int = 0, *, data_opt
     if verbose:
         print(printable(_describe_start(dataset, recipe, strategy)), flush=True)
     if deterministic:
-        import tensorflow as tf
-
-        tf.config.experimental.enable_op_determinism()
+        _enable_op_determinism()
     chief = distribute.is_chief(strategy)
     run_dir = _open_run_dir(run_dir, resume, chief)
     rundir.record_settings(run_dir, {"recipe": dataclasses.asdict(recipe), "seed": seed}, resume)
@@ -85,6 +81,18 @@ def train(data, recipe=recipes.DEFAULT, run_dir=None, seed: int = 0, *, data_opt
     if report and chief:
         result.report = _write_report(result, dataset)
     return result if chief else dataclasses.replace(result, run_dir=None)  # the chief wrote the run directory
+
+
+def _recipe_as_run(recipe):
+    """The recipe (or the named one), validated, with the precision this machine runs resolved ("auto")."""
+    recipe = recipes.get_recipe(recipe) if isinstance(recipe, str) else recipe.validate()
+    return dataclasses.replace(recipe, mixed_precision=resolve_precision(recipe.mixed_precision))
+
+
+def _enable_op_determinism() -> None:
+    import tensorflow as tf  # `_check_options` made sure the backend is TensorFlow
+
+    tf.config.experimental.enable_op_determinism()
 
 
 def _describe_start(dataset, recipe, strategy) -> str:

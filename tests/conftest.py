@@ -70,6 +70,31 @@ def write_synthetic_folder(root: Path, train_per_class: int = SYNTHETIC_TRAIN, t
     return root
 
 
+PHOTO_TRAIN = (48, 32, 20, 12)  # a skewed class balance: images per class, in SYNTHETIC_CLASSES order
+PHOTO_SIZES = ((96, 72), (72, 96), (120, 90), (80, 80), (150, 100))  # (width, height): several aspect ratios
+
+
+def write_photo_folder(root: Path, train_counts=PHOTO_TRAIN, test_per_class: int = 8, seed: int = 1) -> Path:
+    """Synthetic "photos": larger than CIFAR-10, several sizes and aspect ratios, PNG, JPEG and WebP, and a
+    skewed class balance (`train_counts` per class; `test_per_class` each in test/)."""
+    rng = np.random.default_rng(seed)
+    for split, counts in (("train", train_counts), ("test", [test_per_class] * len(train_counts))):
+        for label, (name, count) in enumerate(zip(SYNTHETIC_CLASSES, counts)):
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for index in range(count):
+                width, height = PHOTO_SIZES[index % len(PHOTO_SIZES)]
+                image = Image.fromarray(synthetic_image(label, rng, (height, width)))
+                image.save(folder / f"{index:03d}{('.jpg', '.png', '.webp')[index % 3]}", quality=90)
+    return root
+
+
+@pytest.fixture(scope="session")
+def photo_folder(tmp_path_factory) -> Path:
+    """`write_photo_folder`: 4 classes of 48/32/20/12 training images at 72-150 px, 8 test images each."""
+    return write_photo_folder(tmp_path_factory.mktemp("photos"))
+
+
 @pytest.fixture(scope="session")
 def image_folder(tmp_path_factory) -> Path:
     """A learnable synthetic image folder: 4 classes, 60 train and 15 test images each (300 in all)."""
@@ -140,5 +165,15 @@ def airbench_run(image_folder, tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("runs") / "airbench"
     result = run_cli("train", "--recipe", "airbench_small", "--data", image_folder, "--out", run_dir, "--epochs", 3,
                      "--set", "batch_size=32", "--cache-dir", tmp_path_factory.mktemp("airbench-cache"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def photo_run(photo_folder, tmp_path_factory) -> Path:
+    """A real `imagerec train --image-size 64` of airbench_small (6 epochs, batch 16) on `photo_folder`."""
+    run_dir = tmp_path_factory.mktemp("runs") / "photos"
+    result = run_cli("train", "--recipe", "airbench_small", "--data", photo_folder, "--image-size", 64, "--out", run_dir,
+                     "--epochs", 6, "--set", "batch_size=16", "--cache-dir", tmp_path_factory.mktemp("photo-cache"))
     assert result.returncode == 0, result.stderr[-3000:]
     return run_dir

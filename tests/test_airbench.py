@@ -61,3 +61,25 @@ def test_airbench_batches_are_the_same_augmented_on_the_device_or_in_tf_data(mon
                                              recipes.get_recipe("airbench_small")).augmented(x)
         np.testing.assert_array_equal(np.asarray(on_device), np.asarray(shifted))
         np.testing.assert_array_equal(y, np.asarray(tf_labels))
+
+
+def test_a_memory_mapped_training_set_over_the_in_graph_limit_gives_the_same_batches(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "x.npy"
+    np.save(path, rng.integers(0, 256, (48, 40, 40, 3), dtype=np.uint8))
+    images, labels = np.load(path, mmap_mode="r"), np.arange(48, dtype=np.int32) % 5
+    in_graph = list(airbench.airbench_batches(images, labels, 16, 2, 1, 2, True))
+    monkeypatch.setattr(airbench, "IN_GRAPH_BYTES", images.nbytes - 1)  # too large now: gathered on the host
+    gathered, host_gather = [], airbench._gathered_on_host
+    monkeypatch.setattr(airbench, "_gathered_on_host", lambda *arguments: gathered.append(1) or host_gather(*arguments))
+    from_map = list(airbench.airbench_batches(images, labels, 16, 2, 1, 2, True))
+    assert gathered and len(from_map) == len(in_graph) == 6
+    for (x, y), (expected_x, expected_y) in zip(from_map, in_graph):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(expected_x))
+        np.testing.assert_array_equal(np.asarray(y), np.asarray(expected_y))
+
+
+def test_translation_and_the_whitening_sample_scale_with_the_image_size():
+    assert [airbench.translate_pixels(2, (side, side, 3)) for side in (32, 40, 64, 128)] == [2, 2, 4, 8]
+    assert airbench.whitening_sample_size(5000, (32, 32, 3)) == 5000
+    assert airbench.whitening_sample_size(5000, (128, 128, 3)) == 5000 // 16  # the same number of pixels

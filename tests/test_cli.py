@@ -327,3 +327,35 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+# ---------------------------------------------------------------- people's own images at their own size
+
+def test_training_at_64_px_on_larger_photos_beats_chance_and_every_command_follows_the_size(photo_run, photo_folder,
+                                                                                            tmp_path):
+    metrics = json.loads((photo_run / "metrics.json").read_text())
+    assert metrics["data"]["image_shape"] == [64, 64, 3]
+    assert json.loads((photo_run / "model.json").read_text())["input_shape"] == [64, 64, 3]
+    assert metrics["test_accuracy"] >= 0.6  # 4 classes: chance is 0.25
+    evaluated = run_cli("evaluate", photo_run, "--json")  # the run's own data, decoded at the model's size
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    assert json.loads(evaluated.stdout)["accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-6)
+    predicted = run_cli("predict", photo_run, photo_folder / "test" / "red_stripes", "--json", "--top-k", 1)
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    labels = [row["top"][0]["label"] for row in json.loads(predicted.stdout)["predictions"]]
+    assert len(labels) == 8 and labels.count("red_stripes") >= 5
+
+
+def test_the_seed_net_refuses_another_size_before_writing_anything(photo_folder, tmp_path):
+    result = run_cli("train", "--recipe", "seed", "--data", photo_folder, "--image-size", 64, "--out",
+                     tmp_path / "run", "--cache-dir", tmp_path / "cache")
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0, result.stderr
+    assert "takes 32x32 images only" in result.stderr and "--image-size 32" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("size", ["0", "5000", "big", "64x"])
+def test_a_nonsense_image_size_is_one_line_and_writes_nothing(size, tmp_path):
+    result = run_cli("train", "--data", tmp_path, "--image-size", size, "--out", tmp_path / "run")
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0, result.stderr
+    assert "--image-size" in result.stderr and not (tmp_path / "run").exists()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from imagerec import data
 from imagerec.errors import UserError
@@ -67,7 +67,7 @@ def test_corrupt_and_non_image_files_are_skipped_counted_and_listed(mixed_tree, 
 
 def test_cache_skips_decoding_and_is_invalidated_by_a_changed_file(mixed_tree, tmp_path, monkeypatch):
     first = data.load_dataset(str(mixed_tree), cache_dir=tmp_path / "cache")
-    assert len(list((tmp_path / "cache" / "decoded").glob("*.npz"))) == 1
+    assert len([path for path in (tmp_path / "cache" / "decoded").iterdir() if not path.name.startswith(".")]) == 1
 
     def fail(*args, **kwargs):
         raise AssertionError("decoded again despite the cache")
@@ -183,12 +183,14 @@ def test_bad_data_sources_are_clear_errors(tmp_path, problem, match):
     if problem == "no_train":
         (root / "images").mkdir(parents=True)
     elif problem == "empty_class":
-        _save(root / "train" / "full" / "a.png", _rgb((1, 2, 3)))
-        (root / "train" / "empty").mkdir(parents=True)
-        (root / "train" / "empty" / "broken.jpg").write_bytes(b"nope")
+        for name in "abcde":
+            _save(root / "train" / "full" / f"{name}.png", _rgb((1, 2, 3)))
+            (root / "train" / "empty").mkdir(parents=True, exist_ok=True)
+            (root / "train" / "empty" / f"{name}.jpg").write_bytes(b"nope")
     elif problem == "no_images":
         (root / "train" / "cls").mkdir(parents=True)
-        (root / "train" / "cls" / "readme.txt").write_text("hello")
+        for name in ("readme.txt", "notes.md", "data.csv"):
+            (root / "train" / "cls" / name).write_text("hello")
     elif problem == "not_archive":
         root = tmp_path / "data.csv"
         root.write_text("a,b")
@@ -238,7 +240,7 @@ def test_a_large_jpeg_is_decoded_at_a_reduced_scale_with_the_same_result():
     assert data.decoded_pixel_count(png.getvalue(), (32, 32)) == 1024 * 768  # PNG has no reduced decode
     reduced = data.decode_image(content, (32, 32)).astype(int)
     with Image.open(io.BytesIO(content)) as full:
-        reference = np.asarray(full.convert("RGB").resize((32, 32), Image.Resampling.BILINEAR)).astype(int)
+        reference = np.asarray(ImageOps.fit(full.convert("RGB"), (32, 32), Image.Resampling.BILINEAR)).astype(int)
     assert np.abs(reduced - reference).mean() < 3  # the same picture, to within JPEG's own error
 
 
@@ -310,3 +312,93 @@ def test_a_relative_source_is_recorded_absolute_so_a_run_finds_its_data_from_any
     monkeypatch.chdir(image_folder)
     dataset = data.load_dataset(f"../{image_folder.name}", progress=False)
     assert dataset.source == str(image_folder) and dataset.summary()["source"] == str(image_folder)
+
+
+# ---------------------------------------------------------------- any image size, memory-mapped cache
+
+@pytest.mark.parametrize("given, expected", [(64, (64, 64)), ("96", (96, 96)), ("96x128", (96, 128)),
+                                             ((48, 40), (48, 40))])
+def test_image_size_takes_n_or_h_by_w(given, expected):
+    assert data.parse_image_size(given) == expected
+
+
+@pytest.mark.parametrize("given", [0, -32, 2048, "abc", "12x", "0x0", True, (32,), 1.5])
+def test_a_nonsense_image_size_is_one_clear_error(given):
+    with pytest.raises(UserError, match="`image_size`"):
+        data.parse_image_size(given)
+
+
+def _tree_of(root: Path, sizes, per_class: int = 3, test: bool = True) -> Path:
+    rng = np.random.default_rng(0)
+    for split in ("train", "test") if test else ("train",):
+        for name in ("a", "b"):
+            for index in range(per_class):
+                size = sizes[index % len(sizes)]
+                pixels = rng.integers(0, 256, (size[1], size[0], 3)).astype(np.uint8)
+                _save(root / split / name / f"{index}.jpg", Image.fromarray(pixels))
+    return root
+
+
+def test_a_folder_without_a_size_gets_one_from_its_images_and_says_so(tmp_path, capsys):
+    small = data.load_dataset(str(_tree_of(tmp_path / "small", [(100, 80), (90, 120)])), cache_dir=tmp_path / "c")
+    assert small.image_shape == (80, 80, 3)  # median shorter side 85, rounded down to a multiple of 16
+    assert "image size 80x80" in capsys.readouterr().err
+    large = data.load_dataset(str(_tree_of(tmp_path / "large", [(800, 600)])), cache_dir=tmp_path / "c")
+    assert large.image_shape == (128, 128, 3)  # capped
+    tiny = data.load_dataset(str(_tree_of(tmp_path / "tiny", [(12, 12)])), cache_dir=tmp_path / "c")
+    assert tiny.image_shape == (32, 32, 3)  # at least CIFAR's size
+
+
+def test_larger_images_are_resized_on_the_shorter_side_and_center_cropped(tmp_path):
+    wide = np.zeros((40, 120, 3), np.uint8)
+    wide[:, :40, 0], wide[:, 40:80, 1], wide[:, 80:, 2] = 255, 255, 255  # red | green | blue thirds
+    decoded = data.decode_image(_png(wide), (20, 20)).astype(int)
+    assert decoded.shape == (20, 20, 3)
+    inner = decoded[:, 2:-2]  # bilinear blends the outermost columns with their neighbours
+    assert (inner[..., 1] > 250).all() and (inner[..., [0, 2]] < 5).all()  # only the center third is left
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_folders_are_cached_as_memory_maps_per_size_and_split(tmp_path):
+    root = _tree_of(tmp_path / "tree", [(64, 48)], per_class=5, test=False)
+    first = data.load_dataset(str(root), image_size=48, cache_dir=tmp_path / "cache", val_split=0.4)
+    assert isinstance(first.x_train, np.memmap) and not first.x_train.flags.writeable
+    assert first.x_train.shape == (6, 48, 48, 3) and first.x_test.shape == (4, 48, 48, 3)
+    folders = lambda: sorted(path.name for path in (tmp_path / "cache" / "decoded").iterdir())  # noqa: E731
+    assert len(folders()) == 1 and {"x_train.npy", "y_train.npy", "x_test.npy", "y_test.npy", "meta.json"} <= {
+        path.name for path in (tmp_path / "cache" / "decoded" / folders()[0]).iterdir()}
+    data.load_dataset(str(root), image_size=48, cache_dir=tmp_path / "cache", val_split=0.4)
+    assert len(folders()) == 1  # re-used
+    data.load_dataset(str(root), image_size=32, cache_dir=tmp_path / "cache", val_split=0.4)
+    data.load_dataset(str(root), image_size=48, cache_dir=tmp_path / "cache", val_split=0.4, seed=1)
+    assert len(folders()) == 3  # another size, another split: decoded apart
+
+
+def test_decoding_reports_its_rate_and_time_left(tmp_path, capsys):
+    data.load_dataset(str(_tree_of(tmp_path / "tree", [(40, 40)])), cache_dir=tmp_path / "cache")
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("decoding")]
+    assert lines and "12/12 files, " in lines[-1] and "/s, " in lines[-1] and lines[-1].endswith(" s")
+
+
+def test_an_interrupted_decode_leaves_nothing_in_the_cache(tmp_path, monkeypatch):
+    root = _tree_of(tmp_path / "tree", [(40, 40)], per_class=4)
+    calls = []
+
+    def interrupted(source, image_size, max_pixels=None):
+        calls.append(source)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return np.zeros((*image_size, 3), np.uint8)
+
+    monkeypatch.setattr(data, "decode_image", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        data.load_dataset(str(root), cache_dir=tmp_path / "cache")
+    assert not any((tmp_path / "cache").rglob("*.npy"))
+    monkeypatch.undo()
+    loaded = data.load_dataset(str(root), cache_dir=tmp_path / "cache")
+    assert loaded.x_train.shape[0] == 8 and loaded.x_train.any()  # decoded again, for real

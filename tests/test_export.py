@@ -136,3 +136,16 @@ def test_int8_calibrates_on_training_images_from_python_as_from_the_cli(airbench
                      "--check-images", 16, "--calibration-images", 32)
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "cli.tflite").read_bytes() == (tmp_path / "python.tflite").read_bytes()
+
+
+def test_a_64_px_model_exports_at_its_size_and_matches_keras(photo_run, tmp_path):
+    pytest.importorskip("ai_edge_litert")
+    result = run_cli("export", photo_run, "--format", "tflite", "--out", tmp_path / "photos.tflite", "--json",
+                     "--check-images", 16)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout[result.stdout.index("{"):])
+    assert report["max_abs_difference"] <= export.FLOAT_TOLERANCE and report["images"] == 16
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(tmp_path / "photos.tflite"))
+    assert list(interpreter.get_input_details()[0]["shape"][1:]) == [64, 64, 3]

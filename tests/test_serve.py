@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imagerec import predict, saving
+from imagerec import data, predict, saving
 from imagerec.serve import ServeLimits, create_app
 
 from conftest import chromium_path, run_cli
@@ -522,3 +522,19 @@ def test_batcher_pads_to_a_few_shapes_and_returns_each_callers_rows():
 
     for start, rows in zip((0, 5, 10), asyncio.run(three_callers())):
         np.testing.assert_allclose(rows, reference(images[start:start + 5]), rtol=1e-6)
+
+
+def test_a_64_px_model_is_served_at_its_size_and_resizes_uploads_to_it(photo_run, photo_folder):
+    classifier = saving.load_model(photo_run)
+    app = create_app(classifier, "photos")
+    metadata = request(app, "GET", "/v1/models/photos/metadata").json()
+    (spec,) = metadata["metadata"]["signature_def"]["signature_def"]["serving_default"]["inputs"].values()
+    assert [dim["size"] for dim in spec["tensor_shape"]["dim"]] == ["-1", "64", "64", "3"]
+    photo = sorted((photo_folder / "test" / "green_rings").glob("*.webp"))[0]  # 80x80 or larger, not 64x64
+    expected = classifier.predict_proba(data.decode_image(photo, (64, 64))[None])
+    body = {"instances": [{"b64": base64.b64encode(photo.read_bytes()).decode()}]}
+    response = request(app, "POST", "/v1/models/photos:predict", json=body)
+    assert response.status_code == 200, response.text
+    np.testing.assert_allclose(response.json()["predictions"], expected, atol=1e-6)
+    wrong_size = request(app, "POST", "/v1/models/photos:predict", **instances_request(np.zeros((1, 32, 32, 3))))
+    assert_error(wrong_size, 400, "64")

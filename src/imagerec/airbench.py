@@ -16,6 +16,21 @@ from keras import ops
 from imagerec import augment, backends, distribute, models, optim
 from imagerec.errors import UserError
 
+# Training images up to this size are copied into TensorFlow's graph and gathered there (fastest); larger ones,
+# memory-mapped from the decode cache, are gathered on the host batch by batch, so memory stays flat.
+IN_GRAPH_BYTES = 256 * 2**20
+
+
+def translate_pixels(translate: int, image_shape) -> int:
+    """The recipe's `translate` (pixels per 32 px of image side, airbench's 2 at CIFAR-10's size) in pixels."""
+    return translate * max(1, min(image_shape[0], image_shape[1]) // 32)
+
+
+def whitening_sample_size(whitening_images: int, image_shape) -> int:
+    """How many training images set the whitening: the recipe's count at 32x32, fewer for larger images (the
+    same number of pixels), so that the patches' covariance is computed in bounded memory."""
+    return max(64, whitening_images * 32 * 32 // (image_shape[0] * image_shape[1]))
+
 
 def epoch_plan(count: int, batch_size: int, seed: int, epoch: int, translate: int, alternating_flip: bool) -> dict:
     """One epoch's batches as index arrays: "indices" (steps, batch) into the training images (a seeded
@@ -63,15 +78,30 @@ def airbench_batches(images, labels, batch_size: int, epochs: int, seed: int, tr
     steps = list(plans)
     if not steps:  # a resumed run that had finished its epochs: nothing left to train
         return tf.data.Dataset.from_tensor_slices((images[:0].astype(np.float32), labels[:0])).batch(batch_size)
+
+    def augmented(batch_images, batch_labels, step_offsets, step_flips):
+        return augment.translate_and_flip(batch_images, step_offsets, step_flips, translate), batch_labels
+
+    if images.nbytes > IN_GRAPH_BYTES:
+        return _gathered_on_host(images, labels, steps).map(augmented, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
+            tf.data.AUTOTUNE)
     indices, offsets, flips = (np.stack(column) for column in zip(*steps))
     images, labels = tf.constant(images), tf.constant(labels)
-
-    def batch(step_indices, step_offsets, step_flips):
-        shifted = augment.translate_and_flip(tf.gather(images, step_indices), step_offsets, step_flips, translate)
-        return shifted, tf.gather(labels, step_indices)
-
     return tf.data.Dataset.from_tensor_slices((indices, offsets, flips)).map(
-        batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+        lambda step_indices, *rest: augmented(tf.gather(images, step_indices), tf.gather(labels, step_indices), *rest),
+        num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def _gathered_on_host(images, labels, steps):
+    """The planned batches gathered from `images` (a memory map) by NumPy: (uint8 images, labels, offsets, flips)."""
+    import tensorflow as tf
+
+    batch_size = len(steps[0][0])
+    signature = (tf.TensorSpec((batch_size, *images.shape[1:]), tf.uint8), tf.TensorSpec((batch_size,), tf.int32),
+                 tf.TensorSpec((batch_size, 2), tf.int32), tf.TensorSpec((batch_size,), tf.bool))
+    return tf.data.Dataset.from_generator(
+        lambda: ((images[indices], labels[indices], offsets, flips) for indices, offsets, flips in steps),
+        output_signature=signature)
 
 
 class AirbenchTrainer(keras.Model):
@@ -83,6 +113,7 @@ class AirbenchTrainer(keras.Model):
     def __init__(self, net, recipe, **kwargs):
         super().__init__(**kwargs)
         self.net, self.recipe = net, recipe
+        self.translate = translate_pixels(recipe.translate, net.input_shape[1:])
         self.lookahead_state = optim.LookaheadState(net)  # checkpointed with the trainer (resume)
         self.built = True  # the net is built; BackupAndRestore requires it
 
@@ -91,7 +122,7 @@ class AirbenchTrainer(keras.Model):
 
     def augmented(self, batch: dict):
         """A planned batch's images, shifted and mirrored as planned (float32)."""
-        return augment.translate_and_flip(batch["images"], batch["offsets"], batch["flips"], self.recipe.translate)
+        return augment.translate_and_flip(batch["images"], batch["offsets"], batch["flips"], self.translate)
 
 
 def smoothed_cross_entropy(label_smoothing: float):
@@ -117,15 +148,16 @@ def fit(net, dataset, recipe, seed: int, first_epoch: int = 0, **fit_options) ->
     steps = len(dataset.y_train) // recipe.batch_size
     if steps == 0:
         raise UserError(f"`batch_size` {recipe.batch_size} is larger than the {len(dataset.y_train)} training images")
-    sample = np.random.default_rng(seed).choice(len(dataset.y_train), min(recipe.whitening_images,
-                                                                         len(dataset.y_train)), replace=False)
+    whitening_count = whitening_sample_size(recipe.whitening_images, dataset.image_shape)
+    sample = np.random.default_rng(seed).choice(len(dataset.y_train), min(whitening_count, len(dataset.y_train)),
+                                                replace=False)
     models.init_airbench_net(net, dataset.x_train[np.sort(sample)])
     trainer = compiled_trainer(net, recipe, steps)
     lookahead = optim.Lookahead(net, trainer.lookahead_state, steps * recipe.epochs, steps,
                                 recipe.lookahead_start_epoch, recipe.lookahead_every, recipe.lookahead_decay,
                                 recipe.lookahead_power)
     batches = airbench_batches(dataset.x_train, dataset.y_train, recipe.batch_size, recipe.epochs, seed,
-                               recipe.translate, recipe.alternating_flip, first_epoch)
+                               trainer.translate, recipe.alternating_flip, first_epoch)
     callbacks = [lookahead, *fit_options.pop("callbacks", ())]
     distribute.fit(trainer, batches, epochs=recipe.epochs, steps_per_epoch=steps, initial_epoch=first_epoch,
                    callbacks=callbacks, **fit_options)

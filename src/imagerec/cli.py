@@ -86,6 +86,9 @@ def _train_options() -> list:
                              f"{recipes.DEFAULT}); `imagerec recipes` shows their settings")),
         (("--out",), dict(help="run directory (default runs/<timestamp>)")),
         (("--epochs",), dict(type=int, help="the recipe's epochs (same as --set epochs=N)")),
+        (("--image-size",), dict(metavar="N|HxW", help="train at this size (default: 32 for CIFAR-10; for a folder, "
+                                 f"its images' median shorter side within {data.DEFAULT_SIZE_BOUNDS[0]}-"
+                                 f"{data.DEFAULT_SIZE_BOUNDS[1]} px)")),
         (("--mixed-precision",), dict(choices=recipes.PRECISIONS, help="auto (the airbench recipes' default): bf16 "
                                       "on a GPU or a CPU with bfloat16 instructions; off: float32")),
         (("--set",), dict(action="append", default=[], metavar="FIELD=VALUE", help="any recipe setting, e.g. "
@@ -139,13 +142,16 @@ def _train(arguments) -> int:
                   if value is not None]
     settings = recipes.parse_settings(arguments.recipe, arguments.set + shorthands)
     recipe = recipes.get_recipe(arguments.recipe, **settings)
+    if arguments.image_size is not None:
+        data.parse_image_size(arguments.image_size)  # a nonsense size fails before TensorFlow loads
     if arguments.backend:
         backends.use(arguments.backend)  # before Keras is imported
     _import_tensorflow_quietly()
     from imagerec import train
 
     result = train.train(arguments.data or data.DEFAULT_SOURCE, recipe, arguments.out, arguments.seed,
-                         data_options=_loading(arguments), report=not arguments.no_report,
+                         data_options={**_loading(arguments), "image_size": arguments.image_size},
+                         report=not arguments.no_report,
                          tensorboard=arguments.tensorboard, resume=arguments.resume,
                          deterministic=arguments.deterministic, strategy=arguments.strategy)
     metrics = result.metrics

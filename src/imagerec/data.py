@@ -1,11 +1,16 @@
 """Data: every supported source becomes the same in-memory `Dataset` of uint8 images.
 
 Sources (see `load_dataset`): Keras' CIFAR-10 download, an image-folder tree `train/<class>/*` (+ `test/`),
-a `.tar.gz`/`.tgz`/`.zip` of such a tree, and the official CIFAR-10 python pickles. Folders are decoded
-once with Pillow and cached as uint8 arrays keyed by what is on disk, so later runs start in seconds.
-Data flows one way from here: arrays → `tf.data` (train) → model. Nothing in this module knows a model.
+a `.tar.gz`/`.tgz`/`.zip` of such a tree, and the official CIFAR-10 python pickles. CIFAR-10 sources stay
+32x32 in memory. Folders are decoded once at the run's image size (default: from the images, see
+`default_image_size`), on every core, into uint8 `.npy` files per split that later runs open as memory maps:
+memory does not grow with the data set, and later runs start in seconds. The cache is keyed by what is on
+disk, the size and the split; it is written under a temporary name and renamed, so an interrupted decode
+leaves nothing a later run could read. Data flows one way from here: arrays → `tf.data` (train) → model.
+Nothing in this module knows a model.
 """
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import hashlib
@@ -13,8 +18,10 @@ import io
 import json
 import os
 import pickle
+import re
 import sys
 import tarfile
+import time
 import zipfile
 import zlib
 from pathlib import Path
@@ -25,7 +32,8 @@ from PIL import Image, ImageOps
 from imagerec import fileio
 from imagerec.errors import UserError, printable
 
-CACHE_FORMAT_VERSION = 2  # bump when decoding changes, so old caches are not reused (2: JPEG draft)
+# bump when decoding changes, so old caches are not reused (2: JPEG draft; 3: .npy memory maps, center crop)
+CACHE_FORMAT_VERSION = 3
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".zip")
 # Used only when Keras' downloaded copy does not expose batches.meta; folders and pickles name their own.
 CIFAR10_CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer",
@@ -33,6 +41,14 @@ CIFAR10_CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer",
 MAX_SKIPPED_LISTED = 20  # how many skipped files a Dataset keeps by name
 DEFAULT_SOURCE = "cifar10"  # Keras' download, when no data is named
 KERAS_CIFAR10_LABEL = "cifar10 (keras.datasets)"  # the source a run records for Keras' download
+CIFAR10_IMAGE_SIZE = (32, 32)
+# The image size of a folder when none is given: the median shorter side of a sample of its training images,
+# rounded down to a multiple of 16 and kept within these bounds (128 px trains in minutes on 2 CPU cores; ask
+# for more with `image_size`).
+DEFAULT_SIZE_BOUNDS = (32, 128)
+SIZE_SAMPLE = 256  # training images whose headers the default size is read from
+MAX_IMAGE_SIDE = 1024  # the largest side `image_size` takes (a 1024x1024 uint8 image is 3 MB per copy)
+DECODE_CHUNK = 512  # images decoded per round of the thread pool, then written to the cache file
 
 
 @dataclasses.dataclass
@@ -87,8 +103,9 @@ def decode_image(source, image_size=(32, 32), max_pixels: int | None = None) -> 
     """Decode a path, bytes or file object into a uint8 RGB array of shape (height, width, 3).
 
     Grayscale, palette, CMYK, 16-bit and transparent images become RGB (transparency over white);
-    EXIF rotation is applied; any size is resized to `image_size` (height, width). A JPEG much larger than
-    that is decoded at a reduced scale (1/2, 1/4 or 1/8, still at least `image_size`) before resizing.
+    EXIF rotation is applied; then the image is resized so that it covers `image_size` (height, width) and
+    its center cropped to it (an image of the same aspect ratio is simply resized; nothing is stretched). A JPEG
+    much larger than that is decoded at a reduced scale (1/2, 1/4 or 1/8, still at least `image_size`) first.
     Raises ImageTooLargeError when the header declares more than `max_pixels` (default: Pillow's
     decompression-bomb limit), before any pixel is decoded, and ImageDecodeError for anything Pillow cannot
     fully decode (truncated, not an image).
@@ -100,7 +117,8 @@ def decode_image(source, image_size=(32, 32), max_pixels: int | None = None) -> 
             rgb = _to_rgb(image)
             height, width = image_size
             if rgb.size != (width, height):
-                rgb = rgb.resize((width, height), Image.Resampling.BILINEAR)
+                # ImageOps.fit: crop to the target's aspect ratio around the center, then resize (bilinear).
+                rgb = ImageOps.fit(rgb, (width, height), Image.Resampling.BILINEAR)
             return np.asarray(rgb, dtype=np.uint8)
         # Untrusted files fail in many ways (OSError, SyntaxError, struct.error...).
         except Exception as error:  # noqa: BLE001
@@ -169,32 +187,72 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_dataset(source: str = DEFAULT_SOURCE, image_size=(32, 32), val_split: float = 0.2,
+def load_dataset(source: str = DEFAULT_SOURCE, image_size=None, val_split: float = 0.2,
                  seed: int = 0, cache_dir=None, progress: bool = True, max_extract_bytes: int | None = None) -> Dataset:
-    """Load a dataset from `source` as uint8 arrays.
+    """Load a dataset from `source` as uint8 arrays (memory maps for image folders).
 
     `source` is "cifar10" (Keras download), an image-folder tree with `train/<class>/` and optionally
     `test/<class>/`, an archive (.tar.gz, .tgz, .zip) of such a tree, the official
-    `cifar-10-python.tar.gz`, or an extracted `cifar-10-batches-py` folder. Without a test split,
-    `val_split` of each class (stratified, seeded) becomes the test split. An archive whose members add up to
-    more than `max_extract_bytes` (default: 100x the archive's size) is refused. Raises UserError.
+    `cifar-10-python.tar.gz`, or an extracted `cifar-10-batches-py` folder. `image_size` is N, "N", "HxW" or
+    (height, width); None: 32x32 for CIFAR-10 sources, else `default_image_size` of the folder (printed).
+    Without a test split, `val_split` of each class (stratified, seeded) becomes the test split. An archive
+    whose members add up to more than `max_extract_bytes` (default: 100x the archive's size) is refused.
+    Raises UserError.
     """
-    image_size = tuple(image_size)
+    image_size = None if image_size is None else parse_image_size(image_size)
     if not 0 < val_split < 1:
         raise UserError(f"`val_split` must be between 0 and 1 (exclusive), got {val_split}")
     check_seed(seed)
     if max_extract_bytes is not None and not 0 < max_extract_bytes < float("inf"):
         raise UserError(f"`max_extract_bytes` must be a positive size, got {max_extract_bytes}")
+    split = (val_split, seed)
     if source in (DEFAULT_SOURCE, KERAS_CIFAR10_LABEL):
-        dataset = _load_keras_cifar10(image_size)
+        dataset = _load_keras_cifar10(image_size or CIFAR10_IMAGE_SIZE)
     else:
         cache = Path(cache_dir) if cache_dir else default_cache_dir()
         # Absolute: a run records its source, and `report`/`export` find the data again from any folder.
         path = Path(os.path.abspath(Path(source).expanduser()))  # "a/../b" → "b"; symbolic links kept
-        dataset = _load_path(path, image_size, cache, progress, max_extract_bytes)
+        dataset = _load_path(path, image_size, cache, progress, max_extract_bytes, split)
     if len(dataset.y_test) == 0:
         dataset = _split_off_test(dataset, val_split, seed)
     return dataset
+
+
+def parse_image_size(image_size) -> tuple:
+    """(height, width) from N, "N", "HxW" or a pair; UserError unless both are whole numbers from 8 to
+    MAX_IMAGE_SIDE."""
+    if isinstance(image_size, str):
+        match = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?", image_size)
+        if not match:
+            raise UserError(f"`image_size` is N or HxW in pixels (e.g. 128 or 96x128), got {image_size!r}")
+        image_size = (int(match.group(1)), int(match.group(2) or match.group(1)))
+    elif isinstance(image_size, (int, np.integer)) and not isinstance(image_size, bool):
+        image_size = (int(image_size), int(image_size))
+    try:
+        height, width = (int(side) for side in image_size)
+        if (height, width) != tuple(image_size):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise UserError(f"`image_size` is N or HxW in pixels (e.g. 128 or 96x128), got {image_size!r}") from None
+    if not (8 <= height <= MAX_IMAGE_SIDE and 8 <= width <= MAX_IMAGE_SIDE):
+        raise UserError(f"`image_size` sides must be from 8 to {MAX_IMAGE_SIDE} pixels, got {height}x{width}")
+    return height, width
+
+
+def default_image_size(files) -> tuple:
+    """The size a folder trains at when none is given: the median shorter side of up to SIZE_SAMPLE of `files`
+    (evenly spread, headers only), rounded down to a multiple of 16, within DEFAULT_SIZE_BOUNDS; square."""
+    files = list(files)
+    sample = files[::max(1, len(files) // SIZE_SAMPLE)][:SIZE_SAMPLE]
+    sides = []
+    for file in sample:
+        with contextlib.suppress(Exception), Image.open(file) as image:  # unreadable files are skipped later
+            sides.append(min(image.size))
+    if not sides:
+        return CIFAR10_IMAGE_SIZE
+    low, high = DEFAULT_SIZE_BOUNDS
+    side = int(min(max(int(np.median(sides)) // 16 * 16, low), high))
+    return side, side
 
 
 def check_seed(seed) -> None:
@@ -203,19 +261,20 @@ def check_seed(seed) -> None:
         raise UserError(f"`seed` must be a whole number from 0 to {2**32 - 1}, got {seed!r}")
 
 
-def _load_path(path: Path, image_size, cache: Path, progress: bool, max_extract_bytes: int | None) -> Dataset:
+def _load_path(path: Path, image_size, cache: Path, progress: bool, max_extract_bytes: int | None,
+               split) -> Dataset:
     if not path.exists():
         raise UserError(f"data path does not exist: {path}")
     if path.is_dir():
         if _is_cifar_pickle_folder(path):
-            return _load_cifar_pickle_folder(path, image_size)
-        return _load_folder_cached(_find_tree_root(path), image_size, cache, progress, label=str(path))
+            return _load_cifar_pickle_folder(path, image_size or CIFAR10_IMAGE_SIZE)
+        return _load_folder_cached(_find_tree_root(path), image_size, cache, progress, str(path), split)
     if not path.name.lower().endswith(ARCHIVE_SUFFIXES):
         raise UserError(f"`data` must be a folder or a .tar.gz/.tgz/.zip archive, got {path}")
     if path.name.lower().endswith((".tar.gz", ".tgz")) and _is_cifar_pickle_tar(path):
-        return _load_cifar_pickle_tar(path, image_size, max_extract_bytes)
+        return _load_cifar_pickle_tar(path, image_size or CIFAR10_IMAGE_SIZE, max_extract_bytes)
     extracted = _extract_archive(path, cache, max_extract_bytes)
-    return _load_folder_cached(_find_tree_root(extracted), image_size, cache, progress, label=str(path))
+    return _load_folder_cached(_find_tree_root(extracted), image_size, cache, progress, str(path), split)
 
 
 # ---------------------------------------------------------------- Keras' CIFAR-10 download
@@ -454,8 +513,27 @@ def _files_under(folder: Path) -> list:
                   if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts))
 
 
+def _split_listing(splits: dict, val_split: float, seed: int) -> dict:
+    """A tree without test/: `val_split` of each class's files (stratified, seeded) become the test split,
+    chosen from the listing so that each split is decoded straight into its own cache file."""
+    from sklearn.model_selection import train_test_split
+
+    files = splits["train"]
+    labels = np.asarray([label for _, label in files])
+    counts = np.bincount(labels)
+    if counts.min() < 2:
+        raise UserError(f"cannot split off a test set with `val_split` {val_split}: a class has {counts.min()} file; "
+                        f"give every class 2 or more, or add a test/ folder")
+    try:
+        train_rows, test_rows = train_test_split(np.arange(len(files)), test_size=val_split, random_state=seed,
+                                                 stratify=labels)
+    except ValueError as error:
+        raise UserError(f"cannot split off a test set with `val_split` {val_split}: {error}") from error
+    return {"train": [files[row] for row in sorted(train_rows)], "test": [files[row] for row in sorted(test_rows)]}
+
+
 def _tree_key(root: Path, splits: dict, image_size) -> str:
-    digest = hashlib.sha256(f"v{CACHE_FORMAT_VERSION}|{root.resolve()}|{image_size}".encode())
+    digest = hashlib.sha256(f"v{CACHE_FORMAT_VERSION}|{root.resolve()}|{image_size}|center-crop".encode())
     for split, files in splits.items():
         for file, label in files:
             stat = file.stat()
@@ -463,45 +541,113 @@ def _tree_key(root: Path, splits: dict, image_size) -> str:
     return digest.hexdigest()[:24]
 
 
-def _load_folder_cached(root: Path, image_size, cache: Path, progress: bool, label: str) -> Dataset:
+def _load_folder_cached(root: Path, image_size, cache: Path, progress: bool, label: str, split) -> Dataset:
     class_names, splits = _list_tree(root)
-    cache_file = cache / "decoded" / f"{_tree_key(root, splits, image_size)}.npz"
-    if cache_file.is_file():
-        try:
-            return _read_cache(cache_file, label)
-        except (OSError, ValueError, KeyError):
-            pass  # unreadable cache: decode again and overwrite it
-    dataset = _decode_tree(class_names, splits, image_size, progress, label)
-    _write_cache(cache_file, dataset)
-    return dataset
+    if image_size is None:
+        image_size = default_image_size(file for file, _ in splits["train"])
+        print(f"imagerec: image size {image_size[0]}x{image_size[1]} (from the median shorter side of the training "
+              f"images, within {DEFAULT_SIZE_BOUNDS[0]}-{DEFAULT_SIZE_BOUNDS[1]} px; `image_size` sets it)",
+              file=sys.stderr)
+    test_split = "test"
+    _check_every_class_present(class_names, np.asarray([label for _, label in splits["train"]], np.int64), "train",
+                               present=True)  # an empty class folder, before the split trips over it
+    if "test" not in splits:
+        splits, test_split = _split_listing(splits, *split), f"val-split {split[0]}"
+    cache_folder = cache / "decoded" / _tree_key(root, splits, image_size)
+    if cache_folder.is_dir():
+        with contextlib.suppress(OSError, ValueError, KeyError):  # unreadable: decode again and replace it
+            return _read_cache(cache_folder, label, test_split)
+    with fileio.atomic_path(cache_folder) as temporary:
+        temporary.mkdir()
+        _decode_tree(temporary, class_names, splits, image_size, progress, label)
+    return _read_cache(cache_folder, label, test_split)
 
 
-def _decode_tree(class_names, splits, image_size, progress: bool, label: str) -> Dataset:
-    arrays, skipped = {}, []
-    total = sum(len(files) for files in splits.values())
-    done = 0
-    for split in ("train", "test"):
-        images, labels = [], []
-        for file, class_index in splits.get(split, []):
-            try:
-                images.append(decode_image(file, image_size))
-                labels.append(class_index)
-            except ImageDecodeError as error:
-                skipped.append({"path": str(file), "reason": str(error)})
-            done += 1
-            if progress:
-                _show_progress(done, total, f"decoding {label}")
-        arrays[split] = _stack(images, labels, image_size)
-        _check_every_class_present(class_names, arrays[split][1], split, present=split in splits)
+def _decode_tree(folder: Path, class_names, splits, image_size, progress: bool, label: str) -> None:
+    """Decode every split into `folder`: x_<split>.npy (uint8, N x H x W x 3), y_<split>.npy, meta.json."""
+    skipped = []
+    meter = _Progress(sum(len(files) for files in splits.values()), f"decoding {label}", progress)
+    workers = os.cpu_count() or 1
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:  # Pillow releases the GIL while decoding
+        for split in ("train", "test"):
+            files = splits.get(split, [])
+            labels = _decode_split(pool, files, folder / f"x_{split}.npy", image_size, skipped, meter)
+            np.save(folder / f"y_{split}.npy", labels)
+            _check_every_class_present(class_names, labels, split, present=split in splits)
     _warn_skipped(skipped)
-    return Dataset(*arrays["train"], *arrays["test"], tuple(class_names), source=label,
-                   skipped_count=len(skipped), skipped=skipped[:MAX_SKIPPED_LISTED])
+    meta = {"class_names": list(class_names), "skipped_count": len(skipped), "skipped": skipped[:MAX_SKIPPED_LISTED]}
+    fileio.write_json(folder / "meta.json", meta)
 
 
-def _stack(images, labels, image_size):
-    if not images:
-        return np.zeros((0, *image_size, 3), np.uint8), np.zeros((0,), np.int32)
-    return np.stack(images), np.asarray(labels, np.int32)
+def _decode_split(pool, files: list, path: Path, image_size, skipped: list, meter) -> np.ndarray:
+    """Decode `files` into the .npy at `path`, DECODE_CHUNK at a time, and return the labels of those read.
+
+    Each chunk is written through a fresh memory map that is closed again, so written pages leave this
+    process's memory: peak memory is one chunk, whatever the data set's size."""
+    np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(len(files), *image_size, 3)).flush()
+    labels, written = [], 0
+    for start in range(0, len(files), DECODE_CHUNK):
+        chunk = files[start:start + DECODE_CHUNK]
+        decoded = list(pool.map(lambda item: _decode_or_reason(item[0], image_size), chunk))
+        images = [image for image in decoded if not isinstance(image, str)]
+        skipped.extend({"path": str(file), "reason": image} for (file, _), image in zip(chunk, decoded)
+                       if isinstance(image, str))
+        labels.extend(label for (_, label), image in zip(chunk, decoded) if not isinstance(image, str))
+        if images:
+            rows = np.lib.format.open_memmap(path, mode="r+")
+            rows[written:written + len(images)] = np.stack(images)
+            rows.flush()
+            del rows
+        written += len(images)
+        meter.advance(len(chunk))
+    if written < len(files):
+        _truncate_rows(path, written)
+    return np.asarray(labels, np.int32)
+
+
+def _decode_or_reason(file: Path, image_size):
+    try:
+        return decode_image(file, image_size)
+    except ImageDecodeError as error:
+        return str(error)
+
+
+def _truncate_rows(path: Path, count: int) -> None:
+    """Keep the first `count` rows of the .npy at `path` (skipped files left unused rows at its end)."""
+    full = np.load(path, mmap_mode="r")
+    shorter = path.with_name(path.name + ".part")
+    rows = np.lib.format.open_memmap(shorter, mode="w+", dtype=np.uint8, shape=(count, *full.shape[1:]))
+    for start in range(0, count, DECODE_CHUNK):
+        stop = min(start + DECODE_CHUNK, count)
+        rows[start:stop] = full[start:stop]
+    rows.flush()
+    del rows, full
+    os.replace(shorter, path)
+
+
+class _Progress:
+    """A progress line with rate and time left: a bar on a terminal; a line every 10% in logs (a bar
+    would fill a log with noise)."""
+
+    def __init__(self, total: int, label: str, enabled: bool):
+        self.total, self.label, self.enabled = total, printable(label), enabled
+        self.done, self.started, self.reported = 0, time.perf_counter(), 0
+
+    def advance(self, count: int) -> None:
+        self.done += count
+        if not self.enabled or self.total == 0:
+            return
+        elapsed = time.perf_counter() - self.started
+        rate = self.done / max(elapsed, 1e-9)
+        status = f"{self.done}/{self.total} files, {rate:.0f}/s, " + (
+            f"{elapsed:.0f} s" if self.done >= self.total else f"{(self.total - self.done) / rate:.0f} s left")
+        if sys.stderr.isatty():
+            filled = 30 * self.done // self.total
+            print(f"\r{self.label} [{'=' * filled}{'.' * (30 - filled)}] {status}   ",
+                  end="\n" if self.done >= self.total else "", file=sys.stderr, flush=True)
+        elif self.done >= self.total or self.done - self.reported >= max(1, self.total // 10):
+            self.reported = self.done
+            print(f"{self.label}: {status}", file=sys.stderr, flush=True)
 
 
 def _check_every_class_present(class_names, labels, split, present: bool) -> None:
@@ -523,32 +669,13 @@ def _warn_skipped(skipped: list) -> None:
     print(printable(f"imagerec: warning: skipped {len(skipped)} unreadable file(s): {listed}{more}"), file=sys.stderr)
 
 
-def _show_progress(done: int, total: int, label: str) -> None:
-    """A one-line bar on a terminal; a line every 10% in logs (a bar would fill a log with noise)."""
-    label = printable(label)
-    if sys.stderr.isatty():
-        if done == total or done % 200 == 0:
-            filled = 30 * done // total
-            print(f"\r{label} [{'=' * filled}{'.' * (30 - filled)}] {done}/{total}",
-                  end="\n" if done == total else "", file=sys.stderr, flush=True)
-    elif done == total or done % max(1, total // 10) == 0:
-        print(f"{label}: {done}/{total} files", file=sys.stderr, flush=True)
-
-
-def _write_cache(cache_file: Path, dataset: Dataset) -> None:
-    meta = {"class_names": list(dataset.class_names), "skipped_count": dataset.skipped_count,
-            "skipped": dataset.skipped}
-    with fileio.atomic_path(cache_file, suffix=".npz") as temporary:
-        np.savez(temporary, x_train=dataset.x_train, y_train=dataset.y_train, x_test=dataset.x_test,
-                 y_test=dataset.y_test, meta=np.array(json.dumps(meta)))
-
-
-def _read_cache(cache_file: Path, label: str) -> Dataset:
-    with np.load(cache_file, allow_pickle=False) as arrays:
-        meta = json.loads(str(arrays["meta"]))
-        return Dataset(arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
-                       tuple(meta["class_names"]), source=label, skipped_count=meta["skipped_count"],
-                       skipped=meta["skipped"])
+def _read_cache(folder: Path, label: str, test_split: str) -> Dataset:
+    """The decoded tree in `folder`: images as read-only memory maps, labels in memory."""
+    meta = json.loads((folder / "meta.json").read_text())
+    splits = {split: (np.load(folder / f"x_{split}.npy", mmap_mode="r", allow_pickle=False),
+                      np.load(folder / f"y_{split}.npy", allow_pickle=False)) for split in ("train", "test")}
+    return Dataset(*splits["train"], *splits["test"], tuple(meta["class_names"]), source=label,
+                   skipped_count=meta["skipped_count"], skipped=meta["skipped"], test_split=test_split)
 
 
 # ---------------------------------------------------------------- split

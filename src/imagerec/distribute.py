@@ -111,7 +111,7 @@ def fit(model, batches, strategy, epochs: int, steps_per_epoch=None,
     if not is_multiworker(strategy):
         return model.fit(batches, epochs=epochs, steps_per_epoch=steps_per_epoch, initial_epoch=initial_epoch,
                          callbacks=list(callbacks), verbose=verbose, validation_data=validation_data,
-                         validation_batch_size=VALIDATION_BATCH,
+                         validation_batch_size=VALIDATION_BATCH if isinstance(validation_data, tuple) else None,
                          shuffle=False)
     return _fit_multiworker(model, batches, strategy, epochs, steps_per_epoch, initial_epoch, callbacks, verbose)
 

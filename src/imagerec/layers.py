@@ -19,9 +19,9 @@ class PatchWhitening(keras.layers.Layer):
     normalisation, so no separate Normalization layer is needed (whose cached statistics the legacy
     HDF5 loader does not restore)."""
 
-    def __init__(self, filters: int, patch_size: int = 2, **kwargs):
+    def __init__(self, filters: int, patch_size: int = 2, stride: int = 1, **kwargs):
         super().__init__(**kwargs)
-        self.filters, self.patch_size = filters, patch_size
+        self.filters, self.patch_size, self.stride = filters, patch_size, stride  # stride > 1: a patchifying stem
 
     def build(self, input_shape):
         shape = (self.patch_size, self.patch_size, input_shape[-1], self.filters)
@@ -30,13 +30,13 @@ class PatchWhitening(keras.layers.Layer):
         self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
 
     def call(self, inputs):
-        return ops.conv(inputs, self.kernel, strides=1, padding="valid") + self.offset + self.bias
+        return ops.conv(inputs, self.kernel, strides=self.stride, padding="valid") + self.offset + self.bias
 
     def get_config(self):
-        return {**super().get_config(), "filters": self.filters, "patch_size": self.patch_size}
+        return {**super().get_config(), "filters": self.filters, "patch_size": self.patch_size, "stride": self.stride}
 
 
-def whitening_parameters(images: np.ndarray, patch_size: int = 2, epsilon: float = 5e-4):
+def whitening_parameters(images: np.ndarray, patch_size: int = 2, epsilon: float = 5e-4, stride: int = 1):
     """(kernel, offset) of a PatchWhitening layer for raw 0-255 images (N, H, W, C).
 
     The images are normalised per channel (mean 0, std 1); each eigenvector e of the covariance of their
@@ -45,16 +45,18 @@ def whitening_parameters(images: np.ndarray, patch_size: int = 2, epsilon: float
     """
     pixels = np.asarray(images, np.float64)
     mean, std = pixels.mean(axis=(0, 1, 2)), pixels.std(axis=(0, 1, 2)) + 1e-8
-    kernel = _whitening_kernel((pixels - mean) / std, patch_size, epsilon)
+    kernel = _whitening_kernel((pixels - mean) / std, patch_size, epsilon, stride)
     raw_kernel = kernel / std[np.newaxis, np.newaxis, :, np.newaxis]
     offset = -np.einsum("hwco,c->o", raw_kernel, mean)
     return raw_kernel.astype(np.float32), offset.astype(np.float32)
 
 
-def _whitening_kernel(images: np.ndarray, patch_size: int, epsilon: float) -> np.ndarray:
-    """Kernel (patch, patch, channels, 2*patch*patch*channels) whitening the patches of normalised images."""
+def _whitening_kernel(images: np.ndarray, patch_size: int, epsilon: float, stride: int = 1) -> np.ndarray:
+    """Kernel (patch, patch, channels, 2*patch*patch*channels) whitening the patches (every `stride`-th) of
+    normalised images."""
     count, height, width, channels = images.shape
     patches = np.lib.stride_tricks.sliding_window_view(images, (patch_size, patch_size), axis=(1, 2))
+    patches = patches[:, ::stride, ::stride]
     # (N, H', W', C, ph, pw) → rows of (ph, pw, C), the layout of a Keras conv kernel
     patches = patches.transpose(0, 1, 2, 4, 5, 3).reshape(-1, patch_size * patch_size * channels)
     covariance = patches.T @ patches / len(patches)

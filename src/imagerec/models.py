@@ -32,8 +32,25 @@ def check_model_name(name: str) -> None:
 
 
 def build_model(name: str, num_classes: int, input_shape=(32, 32, 3)) -> keras.Model:
-    check_model_name(name)
+    check_input_shape(name, input_shape)
     return MODELS[ALIASES.get(name, name)](tuple(input_shape), int(num_classes))
+
+
+# Models that take one input size only (the tutorial's seed net: its dense layer is sized for 32x32 inputs).
+FIXED_INPUT_SHAPES = {"seed": (32, 32, 3)}
+
+
+def check_input_shape(name: str, input_shape) -> None:
+    """UserError unless model `name` is registered and takes images of `input_shape` (H, W, 3)."""
+    from imagerec.errors import UserError
+
+    check_model_name(name)
+    name = ALIASES.get(name, name)
+    if name in FIXED_INPUT_SHAPES and tuple(input_shape) != FIXED_INPUT_SHAPES[name]:
+        height, width = FIXED_INPUT_SHAPES[name][:2]
+        raise UserError(f"the {name} model is the tutorial's {height}x{width} CNN and takes {height}x{width} images "
+                        f"only, got {input_shape[0]}x{input_shape[1]}: use `image_size` {height}, or an airbench "
+                        f"recipe, which takes any size")
 
 
 def replica_synced_batch_norm(**kwargs) -> keras.layers.BatchNormalization:
@@ -97,13 +114,21 @@ def airbench_net(input_shape, num_classes: int, widths=(64, 256, 256), name: str
     → maxpool → linear without bias → x 1/9. Convolutions have no bias and start as partial identities;
     BN keeps its scale at 1 (only its bias trains), eps 1e-12, fast running statistics.
 
+    Any input size from 8 px: larger images are brought to a ~32 px map first (`stem_for`), by a strided
+    whitening stem (which keeps every pixel: 2*p*p*3 filters for p x p patches) and max-pooling, so that the
+    blocks cost about what they cost at 32 px.
+
     Call `init_airbench_net(net, images)` before training: it sets the normalisation and whitening from data.
     """
     inputs = keras.Input(shape=input_shape, name=INPUT_NAME)
+    patch_size, stride, pools = stem_for(input_shape)
     # Raw pixels go straight in: the whitening folds in the input normalisation (see PatchWhitening).
     # float32 even under mixed precision: raw 0-255 pixels and the folded-in mean offset cancel (see PatchWhitening).
-    x = custom_layers.PatchWhitening(2 * 2 * 2 * input_shape[-1], patch_size=2, name="whiten", dtype="float32")(inputs)
+    x = custom_layers.PatchWhitening(2 * patch_size * patch_size * input_shape[-1], patch_size=patch_size,
+                                     stride=stride, name="whiten", dtype="float32")(inputs)
     x = keras.layers.Activation("gelu")(x)
+    for index in range(pools):
+        x = keras.layers.MaxPooling2D(2, name=f"stem_pool{index + 1}")(x)
     for index, width in enumerate(widths, start=1):
         x = _airbench_block(x, width, f"block{index}")
     x = keras.layers.GlobalMaxPooling2D()(x)  # = airbench's MaxPool2d(3) on the final 3x3 map
@@ -115,6 +140,21 @@ def airbench_net(input_shape, num_classes: int, widths=(64, 256, 256), name: str
         if isinstance(layer, keras.layers.Conv2D):
             layer.kernel.assign(_partial_identity(layer.kernel.numpy()))
     return net
+
+
+def stem_for(input_shape) -> tuple:
+    """(patch size, stride, max-pools) of the airbench stem for an input (H, W, C): up to 47 px, airbench's
+    own 2x2 whitening at stride 1; up to 95 px, 2x2 patches at stride 2; larger, 4x4 patches at stride 4,
+    then 2x2 max-pools until the shorter side is under 48 px (224 px → 56 → 28)."""
+    side = min(input_shape[0], input_shape[1])
+    if side < 48:
+        return 2, 1, 0
+    if side < 96:
+        return 2, 2, 0
+    pools, reduced = 0, side // 4
+    while reduced >= 48:
+        pools, reduced = pools + 1, reduced // 2
+    return 4, 4, pools
 
 
 def _torch_default_init():
@@ -153,7 +193,7 @@ def _partial_identity(kernel: np.ndarray) -> np.ndarray:
 def init_airbench_net(net: keras.Model, images: np.ndarray) -> None:
     """Set the net's patch whitening (and input normalisation) from uint8 training images (N, H, W, 3)."""
     whiten = net.get_layer("whiten")
-    kernel, offset = custom_layers.whitening_parameters(images, whiten.patch_size)
+    kernel, offset = custom_layers.whitening_parameters(images, whiten.patch_size, stride=whiten.stride)
     whiten.kernel.assign(kernel)
     whiten.offset.assign(offset)
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from imagerec import airbench, backends, distribute, evaluate, machine, models, recipes, report, rundir, saving, seed_training
 from imagerec.classifier import Classifier
-from imagerec.data import Dataset, check_seed, load_dataset
+from imagerec.data import Dataset, check_seed, load_dataset, parse_image_size
 from imagerec.errors import UserError, printable
 
 # Each recipe type's trainer: fit(net, dataset, recipe, seed, first_epoch, **distribute.fit options) trains
@@ -62,7 +62,10 @@ def train(data, recipe=recipes.DEFAULT, run_dir=None, seed: int = 0, *, data_opt
     recipe = _recipe_as_run(recipe)
     strategy = distribute.make_strategy(strategy) if isinstance(strategy, str) else strategy
     _check_options(recipe, seed, run_dir, resume, tensorboard, strategy, deterministic)
+    if not isinstance(data, Dataset) and (data_options or {}).get("image_size") is not None:  # before decoding
+        models.check_input_shape(recipe.model, (*parse_image_size(data_options["image_size"]), 3))
     dataset = data if isinstance(data, Dataset) else load_dataset(data, **{"seed": seed, **(data_options or {})})
+    models.check_input_shape(recipe.model, dataset.image_shape)
     verbose = verbose if verbose is not None else (1 if sys.stdout.isatty() else 2)
     if verbose:
         print(printable(_describe_start(dataset, recipe, strategy)), flush=True)
@@ -175,7 +178,7 @@ def _fit(run_dir, dataset, recipe, seed, verbose, callbacks, validate_each_epoch
     keras.utils.set_random_seed(seed)
     validation = None
     if validate_each_epoch and not distribute.is_multiworker(strategy):  # see distribute.fit
-        validation = (dataset.x_test, dataset.y_test)
+        validation = _validation_data(dataset.x_test, dataset.y_test)
     first_epoch = rundir.completed_epochs(run_dir)
     # CSVLogger appends one row per finished epoch (before the backup: see rundir.completed_epochs), so one
     # logger serves a resumed run too.
@@ -193,6 +196,29 @@ def _fit(run_dir, dataset, recipe, seed, verbose, callbacks, validate_each_epoch
                             f"good epoch is kept in {rundir.backup_dir(run_dir)} (`resume` continues from it, "
                             f"e.g. after lowering `learning_rate`)") from None
     return _float32_copy(net, recipe, dataset) if recipe.mixed_precision != "off" else net
+
+
+def _validation_data(images, labels):
+    """The per-epoch validation data: the arrays, or, when they are larger than airbench.IN_GRAPH_BYTES (a
+    memory map), batches read from them one at a time (Keras would copy whole arrays into a tensor)."""
+    if images.nbytes <= airbench.IN_GRAPH_BYTES:
+        return images, labels
+    return MappedBatches(images, labels, distribute.VALIDATION_BATCH)
+
+
+class MappedBatches(keras.utils.PyDataset):
+    """(float32 images, labels) batches read in order from uint8 arrays such as memory maps."""
+
+    def __init__(self, images, labels, batch_size: int):
+        super().__init__()
+        self.images, self.labels, self.batch_size = images, labels, batch_size
+
+    def __len__(self):
+        return -(-len(self.labels) // self.batch_size)
+
+    def __getitem__(self, index):
+        rows = slice(index * self.batch_size, (index + 1) * self.batch_size)
+        return self.images[rows].astype(np.float32), self.labels[rows]
 
 
 def _safety_callbacks(run_dir, strategy) -> list:

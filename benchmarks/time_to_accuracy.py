@@ -127,7 +127,7 @@ def run_once(arguments, recipe, seed: int) -> dict:
                           arguments.eval_from_epoch)
     with tempfile.TemporaryDirectory(prefix="tta-benchmark-") as run_dir:
         result = train.train(dataset, recipe, Path(run_dir) / "run", seed=seed, verbose=2, callbacks=[clock],
-                             validate_each_epoch=False, report=False)
+                             validation="none", report=False)
     flops = result.metrics["model"]["net_forward_flops_per_image"]
     # The airbench stream drops the last partial batch; the seed stream keeps it.
     steps = len(dataset.y_train) // recipe.batch_size if isinstance(recipe, recipes.AirbenchRecipe) else None

@@ -83,3 +83,11 @@ def test_translation_and_the_whitening_sample_scale_with_the_image_size():
     assert [airbench.translate_pixels(2, (side, side, 3)) for side in (32, 40, 64, 128)] == [2, 2, 4, 8]
     assert airbench.whitening_sample_size(5000, (32, 32, 3)) == 5000
     assert airbench.whitening_sample_size(5000, (128, 128, 3)) == 5000 // 16  # the same number of pixels
+
+
+def test_class_weights_scale_each_images_loss_by_its_class():
+    logits = np.array([[2.0, 0.0, -1.0], [0.5, 0.5, 0.0], [0.0, 0.0, 3.0]], np.float32)
+    labels = np.array([0, 1, 2], np.int32)
+    plain = np.asarray(airbench.smoothed_cross_entropy(0.2)(labels, logits))
+    weighted = np.asarray(airbench.smoothed_cross_entropy(0.2, np.array([1.0, 2.0, 0.5]))(labels, logits))
+    np.testing.assert_allclose(weighted, plain * [1.0, 2.0, 0.5], rtol=1e-6)

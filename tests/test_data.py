@@ -402,3 +402,25 @@ def test_an_interrupted_decode_leaves_nothing_in_the_cache(tmp_path, monkeypatch
     monkeypatch.undo()
     loaded = data.load_dataset(str(root), cache_dir=tmp_path / "cache")
     assert loaded.x_train.shape[0] == 8 and loaded.x_train.any()  # decoded again, for real
+
+
+def test_balanced_class_weights_make_every_class_weigh_the_same_in_total():
+    labels = np.array([0] * 6 + [1] * 3 + [2] * 1)
+    weights = data.class_weights(labels, 3, "balanced")
+    np.testing.assert_allclose(weights, [10 / (3 * 6), 10 / (3 * 3), 10 / (3 * 1)], rtol=1e-6)
+    np.testing.assert_allclose(np.bincount(labels) * weights, 10 / 3, rtol=1e-6)  # each class's total
+    assert data.class_weights(labels, 3, "none") is None
+
+
+def test_a_validation_hold_out_is_stratified_decoded_apart_and_leaves_the_test_split_alone(tmp_path):
+    root = _tree_of(tmp_path / "tree", [(40, 40)], per_class=10)
+    plain = data.load_dataset(str(root), cache_dir=tmp_path / "cache")
+    held = data.load_dataset(str(root), cache_dir=tmp_path / "cache", val_split=0.2, hold_out_validation=True)
+    assert plain.y_val is None and plain.summary()["validation_count"] == 0
+    assert isinstance(held.x_val, np.memmap) and np.bincount(held.y_val).tolist() == [2, 2]
+    assert np.bincount(held.y_train).tolist() == [8, 8] and held.summary()["validation_count"] == 4
+    np.testing.assert_array_equal(held.x_test, plain.x_test)  # the test split is the source's, untouched
+    pooled = np.concatenate([held.x_train, held.x_val]).reshape(20, -1)
+    assert sorted(map(bytes, pooled)) == sorted(map(bytes, np.asarray(plain.x_train).reshape(20, -1)))
+    in_memory = data.hold_out(plain, 0.2, seed=0)  # the same split, for a Dataset already in memory
+    np.testing.assert_array_equal(in_memory.y_val, held.y_val)

@@ -248,3 +248,33 @@ def test_real_cifar_images_train_save_and_load_in_every_format(cifar_subset, tmp
     for format_name in rundir.MODEL_FILES:
         loaded = saving.load_model(rundir.model_path(tmp_path / "run", format_name))
         np.testing.assert_allclose(loaded.predict_proba(images), reference, atol=1e-5)
+
+
+def test_skewed_classes_train_with_balanced_weights_a_held_out_validation_and_an_honest_report(photo_folder, tmp_path):
+    from imagerec import data
+
+    dataset = data.load_dataset(str(photo_folder), image_size=48, cache_dir=tmp_path / "cache", progress=False)
+    recipe = recipes.get_recipe("airbench_small", epochs=4, batch_size=16, class_weight="balanced")
+    result = train.train(dataset, recipe, tmp_path / "run", verbose=0, validation="holdout",
+                         data_options={"val_split": 0.25})
+    metrics = result.metrics
+    assert metrics["validation"] == "holdout" and metrics["data"]["validation_count"] == 12 + 8 + 5 + 3
+    assert metrics["data"]["train_count"] == 112 - 28 and metrics["data"]["test_count"] == 32  # test/ untouched
+    assert all("val_accuracy" in record for record in result.history)  # validated on the hold-out each epoch
+    counts = {"red_stripes": 36, "green_rings": 24, "blue_checks": 15, "yellow_cross": 9}  # less the hold-out
+    expected = {name: 84 / (4 * count) for name, count in counts.items()}
+    assert metrics["class_weights"] == pytest.approx(expected, abs=1e-4)
+    assert 0 <= metrics["test_balanced_accuracy"] <= 1
+    report = json.loads((tmp_path / "run" / "report" / "report.json").read_text())
+    assert report["balanced_accuracy"] == pytest.approx(metrics["test_balanced_accuracy"], abs=1e-9)
+    assert [values["support"] for values in report["per_class"].values()] == [8, 8, 8, 8]
+    assert "balanced accuracy" in (tmp_path / "run" / "report" / "report.html").read_text()
+
+
+def test_validation_defaults_to_the_test_split_for_the_seed_recipe_only_and_refuses_nonsense():
+    assert train.resolve_validation("auto", recipes.get_recipe("seed")) == "test"
+    assert train.resolve_validation("auto", recipes.get_recipe("airbench_small")) == "none"
+    with pytest.raises(UserError, match="`validation` must be one of"):
+        train.resolve_validation("sometimes", recipes.get_recipe("seed"))
+    with pytest.raises(UserError, match="`class_weight` must be one of"):
+        recipes.get_recipe("seed", class_weight="inverse")

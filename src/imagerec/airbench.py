@@ -13,7 +13,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from imagerec import augment, backends, distribute, models, optim
+from imagerec import augment, backends, data, distribute, models, optim
 from imagerec.errors import UserError
 
 # Training images up to this size are copied into TensorFlow's graph and gathered there (fastest); larger ones,
@@ -125,12 +125,18 @@ class AirbenchTrainer(keras.Model):
         return augment.translate_and_flip(batch["images"], batch["offsets"], batch["flips"], self.translate)
 
 
-def smoothed_cross_entropy(label_smoothing: float):
-    """Cross-entropy of integer labels against logits, with label smoothing (Keras' sparse loss has none)."""
+def smoothed_cross_entropy(label_smoothing: float, class_weights=None):
+    """Cross-entropy of integer labels against logits, with label smoothing (Keras' sparse loss has none), each
+    image's loss times its class's weight when `class_weights` (K,) are given. The weights live in the loss, not
+    in `fit(class_weight=...)`, which Keras does not apply to the generators that feed JAX."""
+    weights = None if class_weights is None else ops.convert_to_tensor(np.asarray(class_weights, np.float32))
+
     def loss(labels, logits):
-        targets = ops.one_hot(ops.reshape(ops.cast(labels, "int32"), (-1,)), ops.shape(logits)[-1])
-        return keras.losses.categorical_crossentropy(targets, ops.cast(logits, "float32"), from_logits=True,
-                                                     label_smoothing=label_smoothing)
+        labels = ops.reshape(ops.cast(labels, "int32"), (-1,))
+        targets = ops.one_hot(labels, ops.shape(logits)[-1])
+        losses = keras.losses.categorical_crossentropy(targets, ops.cast(logits, "float32"), from_logits=True,
+                                                       label_smoothing=label_smoothing)
+        return losses if weights is None else losses * ops.take(weights, labels)
     return loss
 
 
@@ -152,7 +158,8 @@ def fit(net, dataset, recipe, seed: int, first_epoch: int = 0, **fit_options) ->
     sample = np.random.default_rng(seed).choice(len(dataset.y_train), min(whitening_count, len(dataset.y_train)),
                                                 replace=False)
     models.init_airbench_net(net, dataset.x_train[np.sort(sample)])
-    trainer = compiled_trainer(net, recipe, steps)
+    weights = data.class_weights(dataset.y_train, dataset.num_classes, recipe.class_weight)
+    trainer = compiled_trainer(net, recipe, steps, weights)
     lookahead = optim.Lookahead(net, trainer.lookahead_state, steps * recipe.epochs, steps,
                                 recipe.lookahead_start_epoch, recipe.lookahead_every, recipe.lookahead_decay,
                                 recipe.lookahead_power)
@@ -163,8 +170,9 @@ def fit(net, dataset, recipe, seed: int, first_epoch: int = 0, **fit_options) ->
                    callbacks=callbacks, **fit_options)
 
 
-def compiled_trainer(net, recipe, steps_per_epoch: int) -> AirbenchTrainer:
-    """The net in a trainer, compiled with airbench's loss, schedule and update."""
+def compiled_trainer(net, recipe, steps_per_epoch: int, class_weights=None) -> AirbenchTrainer:
+    """The net in a trainer, compiled with airbench's loss (`class_weights` (K,) per class, or None), schedule
+    and update."""
     trainer = AirbenchTrainer(net, recipe)
     schedule = optim.TriangleSchedule(sgd_learning_rate(recipe), steps_per_epoch * recipe.epochs, recipe.lr_start,
                                       recipe.lr_peak_at, recipe.lr_end)
@@ -174,6 +182,6 @@ def compiled_trainer(net, recipe, steps_per_epoch: int) -> AirbenchTrainer:
                                   whiten_bias_steps=recipe.whiten_bias_epochs * steps_per_epoch,
                                   muon_learning_rate=recipe.muon_learning_rate, muon_momentum=recipe.muon_momentum,
                                   peak_learning_rate=sgd_learning_rate(recipe))
-    trainer.compile(optimizer=optimizer, loss=smoothed_cross_entropy(recipe.label_smoothing),
+    trainer.compile(optimizer=optimizer, loss=smoothed_cross_entropy(recipe.label_smoothing, class_weights),
                     metrics=["accuracy"], jit_compile=recipe.jit_compile)
     return trainer

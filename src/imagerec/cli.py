@@ -91,10 +91,15 @@ def _train_options() -> list:
                                  f"{data.DEFAULT_SIZE_BOUNDS[1]} px)")),
         (("--mixed-precision",), dict(choices=recipes.PRECISIONS, help="auto (the airbench recipes' default): bf16 "
                                       "on a GPU or a CPU with bfloat16 instructions; off: float32")),
+        (("--class-weight",), dict(choices=recipes.CLASS_WEIGHTS, help="balanced: each class's images weigh "
+                                   "n / (classes * n_class) in the loss, for skewed classes (default none)")),
         (("--set",), dict(action="append", default=[], metavar="FIELD=VALUE", help="any recipe setting, e.g. "
                           "--set batch_size=512 --set mixed_precision=bf16 (repeatable)")),
         (("--backend",), dict(choices=backends.BACKENDS, help="Keras backend (default: $KERAS_BACKEND, else "
                               f"{backends.DEFAULT}); jax: the jax extra, airbench recipes, no TensorFlow needed")),
+        (("--validation",), dict(choices=("auto", "holdout", "test", "none"), default="auto", help="per-epoch "
+                                 "validation: holdout (--val-split of train/, stratified; test/ is then used once, at "
+                                 "the end), test, none; auto: test for the seed recipe (the tutorial's), else none")),
         (("--strategy",), dict(choices=distribute.STRATEGIES, default="auto", help="tf.distribute: every local "
                                "GPU, the TF_CONFIG cluster, or auto (mirrored with 2+ GPUs)")),
         (("--resume",), dict(action="store_true", help="continue the interrupted run in --out (same options)")),
@@ -138,7 +143,8 @@ def _loading(arguments) -> dict:
 
 def _train(arguments) -> int:
     shorthands = [f"{name}={value}" for name, value in (("epochs", arguments.epochs),
-                                                         ("mixed_precision", arguments.mixed_precision))
+                                                         ("mixed_precision", arguments.mixed_precision),
+                                                         ("class_weight", arguments.class_weight))
                   if value is not None]
     settings = recipes.parse_settings(arguments.recipe, arguments.set + shorthands)
     recipe = recipes.get_recipe(arguments.recipe, **settings)
@@ -152,10 +158,11 @@ def _train(arguments) -> int:
     result = train.train(arguments.data or data.DEFAULT_SOURCE, recipe, arguments.out, arguments.seed,
                          data_options={**_loading(arguments), "image_size": arguments.image_size},
                          report=not arguments.no_report,
-                         tensorboard=arguments.tensorboard, resume=arguments.resume,
+                         tensorboard=arguments.tensorboard, resume=arguments.resume, validation=arguments.validation,
                          deterministic=arguments.deterministic, strategy=arguments.strategy)
     metrics = result.metrics
-    _say(f"imagerec: test accuracy {metrics['test_accuracy']:.4f}, loss {metrics['test_loss']:.4f}; trained in "
+    _say(f"imagerec: test accuracy {metrics['test_accuracy']:.4f} (balanced {metrics['test_balanced_accuracy']:.4f}), "
+         f"loss {metrics['test_loss']:.4f}; trained in "
          f"{metrics['train_wall_s']:.0f} s; run directory {result.run_dir or '(written by the chief)'}"
          + (f"; report {result.report['path']}" if result.report else ""))
     return 0

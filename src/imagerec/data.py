@@ -49,6 +49,7 @@ DEFAULT_SIZE_BOUNDS = (32, 128)
 SIZE_SAMPLE = 256  # training images whose headers the default size is read from
 MAX_IMAGE_SIDE = 1024  # the largest side `image_size` takes (a 1024x1024 uint8 image is 3 MB per copy)
 DECODE_CHUNK = 512  # images decoded per round of the thread pool, then written to the cache file
+DECODE_WORKERS = None  # decoding threads; None: one per core (benchmarks/large_images.py compares)
 
 
 @dataclasses.dataclass
@@ -64,6 +65,8 @@ class Dataset:
     skipped_count: int = 0
     skipped: list = dataclasses.field(default_factory=list)  # first few {"path", "reason"}
     test_split: str = "test"  # "test" (given by the source) or "val-split <fraction>"
+    x_val: np.ndarray | None = None  # a stratified slice held out of the training images (`hold_out`), or None
+    y_val: np.ndarray | None = None
 
     @property
     def num_classes(self) -> int:
@@ -81,6 +84,7 @@ class Dataset:
             "train_count": int(len(self.y_train)),
             "test_count": int(len(self.y_test)),
             "test_split": self.test_split,
+            "validation_count": 0 if self.y_val is None else int(len(self.y_val)),
             "image_shape": list(self.image_shape),
             "skipped_count": self.skipped_count,
             "skipped": self.skipped,
@@ -188,14 +192,17 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 
 def load_dataset(source: str = DEFAULT_SOURCE, image_size=None, val_split: float = 0.2,
-                 seed: int = 0, cache_dir=None, progress: bool = True, max_extract_bytes: int | None = None) -> Dataset:
+                 seed: int = 0, cache_dir=None, progress: bool = True, max_extract_bytes: int | None = None,
+                 hold_out_validation: bool = False) -> Dataset:
     """Load a dataset from `source` as uint8 arrays (memory maps for image folders).
 
     `source` is "cifar10" (Keras download), an image-folder tree with `train/<class>/` and optionally
     `test/<class>/`, an archive (.tar.gz, .tgz, .zip) of such a tree, the official
     `cifar-10-python.tar.gz`, or an extracted `cifar-10-batches-py` folder. `image_size` is N, "N", "HxW" or
     (height, width); None: 32x32 for CIFAR-10 sources, else `default_image_size` of the folder (printed).
-    Without a test split, `val_split` of each class (stratified, seeded) becomes the test split. An archive
+    Without a test split, `val_split` of each class (stratified, seeded) becomes the test split;
+    `hold_out_validation` then holds out `val_split` of each class of the (remaining) training images as
+    `x_val`/`y_val` (`hold_out`), decoded into their own cache file. An archive
     whose members add up to more than `max_extract_bytes` (default: 100x the archive's size) is refused.
     Raises UserError.
     """
@@ -205,7 +212,7 @@ def load_dataset(source: str = DEFAULT_SOURCE, image_size=None, val_split: float
     check_seed(seed)
     if max_extract_bytes is not None and not 0 < max_extract_bytes < float("inf"):
         raise UserError(f"`max_extract_bytes` must be a positive size, got {max_extract_bytes}")
-    split = (val_split, seed)
+    split = (val_split, seed, hold_out_validation)
     if source in (DEFAULT_SOURCE, KERAS_CIFAR10_LABEL):
         dataset = _load_keras_cifar10(image_size or CIFAR10_IMAGE_SIZE)
     else:
@@ -215,6 +222,8 @@ def load_dataset(source: str = DEFAULT_SOURCE, image_size=None, val_split: float
         dataset = _load_path(path, image_size, cache, progress, max_extract_bytes, split)
     if len(dataset.y_test) == 0:
         dataset = _split_off_test(dataset, val_split, seed)
+    if hold_out_validation and dataset.y_val is None:
+        dataset = hold_out(dataset, val_split, seed)
     return dataset
 
 
@@ -513,23 +522,23 @@ def _files_under(folder: Path) -> list:
                   if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts))
 
 
-def _split_listing(splits: dict, val_split: float, seed: int) -> dict:
-    """A tree without test/: `val_split` of each class's files (stratified, seeded) become the test split,
-    chosen from the listing so that each split is decoded straight into its own cache file."""
+def _split_listing(files: list, val_split: float, seed: int, split: str) -> dict:
+    """{"train": ..., split: ...}: `val_split` of each class's files (stratified, seeded) become `split` (the test
+    split of a tree without test/, or the validation split), chosen from the listing so that each split is
+    decoded straight into its own cache file."""
     from sklearn.model_selection import train_test_split
 
-    files = splits["train"]
     labels = np.asarray([label for _, label in files])
     counts = np.bincount(labels)
     if counts.min() < 2:
-        raise UserError(f"cannot split off a test set with `val_split` {val_split}: a class has {counts.min()} file; "
-                        f"give every class 2 or more, or add a test/ folder")
+        raise UserError(f"cannot split off a {split} set with `val_split` {val_split}: a class has {counts.min()} file; "
+                        f"give every class 2 or more" + (", or add a test/ folder" if split == "test" else ""))
     try:
         train_rows, test_rows = train_test_split(np.arange(len(files)), test_size=val_split, random_state=seed,
                                                  stratify=labels)
     except ValueError as error:
-        raise UserError(f"cannot split off a test set with `val_split` {val_split}: {error}") from error
-    return {"train": [files[row] for row in sorted(train_rows)], "test": [files[row] for row in sorted(test_rows)]}
+        raise UserError(f"cannot split off a {split} set with `val_split` {val_split}: {error}") from error
+    return {"train": [files[row] for row in sorted(train_rows)], split: [files[row] for row in sorted(test_rows)]}
 
 
 def _tree_key(root: Path, splits: dict, image_size) -> str:
@@ -548,11 +557,15 @@ def _load_folder_cached(root: Path, image_size, cache: Path, progress: bool, lab
         print(f"imagerec: image size {image_size[0]}x{image_size[1]} (from the median shorter side of the training "
               f"images, within {DEFAULT_SIZE_BOUNDS[0]}-{DEFAULT_SIZE_BOUNDS[1]} px; `image_size` sets it)",
               file=sys.stderr)
+    val_split, seed, hold_out_validation = split
     test_split = "test"
     _check_every_class_present(class_names, np.asarray([label for _, label in splits["train"]], np.int64), "train",
                                present=True)  # an empty class folder, before the split trips over it
     if "test" not in splits:
-        splits, test_split = _split_listing(splits, *split), f"val-split {split[0]}"
+        splits = {**splits, **_split_listing(splits["train"], val_split, seed, "test")}
+        test_split = f"val-split {val_split}"
+    if hold_out_validation:
+        splits = {**splits, **_split_listing(splits["train"], val_split, seed, "validation")}
     cache_folder = cache / "decoded" / _tree_key(root, splits, image_size)
     if cache_folder.is_dir():
         with contextlib.suppress(OSError, ValueError, KeyError):  # unreadable: decode again and replace it
@@ -567,9 +580,11 @@ def _decode_tree(folder: Path, class_names, splits, image_size, progress: bool, 
     """Decode every split into `folder`: x_<split>.npy (uint8, N x H x W x 3), y_<split>.npy, meta.json."""
     skipped = []
     meter = _Progress(sum(len(files) for files in splits.values()), f"decoding {label}", progress)
-    workers = os.cpu_count() or 1
+    workers = DECODE_WORKERS or os.cpu_count() or 1
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:  # Pillow releases the GIL while decoding
-        for split in ("train", "test"):
+        for split in ("train", "test", "validation"):
+            if split == "validation" and split not in splits:
+                continue
             files = splits.get(split, [])
             labels = _decode_split(pool, files, folder / f"x_{split}.npy", image_size, skipped, meter)
             np.save(folder / f"y_{split}.npy", labels)
@@ -673,9 +688,11 @@ def _read_cache(folder: Path, label: str, test_split: str) -> Dataset:
     """The decoded tree in `folder`: images as read-only memory maps, labels in memory."""
     meta = json.loads((folder / "meta.json").read_text())
     splits = {split: (np.load(folder / f"x_{split}.npy", mmap_mode="r", allow_pickle=False),
-                      np.load(folder / f"y_{split}.npy", allow_pickle=False)) for split in ("train", "test")}
+                      np.load(folder / f"y_{split}.npy", allow_pickle=False))
+              for split in ("train", "test", "validation") if (folder / f"y_{split}.npy").is_file()}
     return Dataset(*splits["train"], *splits["test"], tuple(meta["class_names"]), source=label,
-                   skipped_count=meta["skipped_count"], skipped=meta["skipped"], test_split=test_split)
+                   skipped_count=meta["skipped_count"], skipped=meta["skipped"], test_split=test_split,
+                   x_val=splits.get("validation", (None, None))[0], y_val=splits.get("validation", (None, None))[1])
 
 
 # ---------------------------------------------------------------- split
@@ -691,3 +708,30 @@ def _split_off_test(dataset: Dataset, val_split: float, seed: int) -> Dataset:
         raise UserError(f"cannot split off a test set with `val_split` {val_split}: {error}") from error
     return dataclasses.replace(dataset, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
                                test_split=f"val-split {val_split}")
+
+
+def hold_out(dataset: Dataset, fraction: float, seed: int) -> Dataset:
+    """The dataset with `fraction` of each class of its training images (stratified, seeded) moved to
+    `x_val`/`y_val`, the per-epoch validation data, so that the test split is looked at once, at the end.
+    In memory (a copy of the training images); `load_dataset(hold_out_validation=True)` does it while decoding."""
+    from sklearn.model_selection import train_test_split
+
+    try:
+        train_rows, validation_rows = train_test_split(np.arange(len(dataset.y_train)), test_size=fraction,
+                                                       random_state=seed, stratify=dataset.y_train)
+    except ValueError as error:
+        raise UserError(f"cannot hold out a validation set with `val_split` {fraction}: {error}") from error
+    train_rows, validation_rows = np.sort(train_rows), np.sort(validation_rows)
+    return dataclasses.replace(dataset, x_train=dataset.x_train[train_rows], y_train=dataset.y_train[train_rows],
+                               x_val=dataset.x_train[validation_rows], y_val=dataset.y_train[validation_rows])
+
+
+def class_weights(labels: np.ndarray, num_classes: int, mode: str = "balanced") -> np.ndarray | None:
+    """Per-class loss weights (num_classes,) float32 for `mode` "balanced": n / (num_classes * n_class), as
+    scikit-learn's compute_class_weight, so that each class weighs the same in total; None for "none"."""
+    if mode == "none":
+        return None
+    from sklearn.utils.class_weight import compute_class_weight
+
+    weights = compute_class_weight("balanced", classes=np.arange(num_classes), y=np.asarray(labels))
+    return weights.astype(np.float32)

@@ -101,15 +101,19 @@ def per_replica_batch(strategy, batch_size: int) -> int:
 
 
 def fit(model, batches, strategy, epochs: int, steps_per_epoch=None,
-        initial_epoch: int = 0, callbacks=(), verbose: int = 2, validation_data=None):
+        initial_epoch: int = 0, callbacks=(), verbose: int = 2, validation_data=None, class_weight=None):
     """`model.fit` where it works; a `strategy.run` loop over the same train_step under multiworker.
 
     `batches` yields global batches from `initial_epoch` on, identical on every worker (seeded); each
     worker takes its slice. Multi-worker runs skip per-epoch validation (the final evaluation still runs).
     Returns a keras History either way.
     """
+    if class_weight is not None and is_multiworker(strategy):
+        raise UserError("`class_weight` with the multiworker strategy: not supported yet (use an airbench recipe, "
+                        "whose loss carries the weights)")
     if not is_multiworker(strategy):
         return model.fit(batches, epochs=epochs, steps_per_epoch=steps_per_epoch, initial_epoch=initial_epoch,
+                         class_weight=class_weight,
                          callbacks=list(callbacks), verbose=verbose, validation_data=validation_data,
                          validation_batch_size=VALIDATION_BATCH if isinstance(validation_data, tuple) else None,
                          shuffle=False)

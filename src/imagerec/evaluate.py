@@ -28,8 +28,11 @@ def score(probabilities: np.ndarray, labels: np.ndarray, class_names) -> dict:
     for index, name in enumerate(class_names):
         mask = labels == index
         per_class[name] = float((predicted[mask] == index).mean()) if mask.any() else None
+    present = [value for value in per_class.values() if value is not None]
     return {"accuracy": float((predicted == labels).mean()), "loss": float(-np.log(picked).mean()),
-            "count": int(len(labels)), "per_class_accuracy": per_class}
+            "count": int(len(labels)), "per_class_accuracy": per_class,
+            # the mean of the per-class accuracies (recalls) of the classes present: scikit-learn's balanced accuracy
+            "balanced_accuracy": float(np.mean(present)) if present else None}
 
 
 # ---------------------------------------------------------------- the numbers of an evaluation report
@@ -41,7 +44,8 @@ def classification_numbers(probabilities: np.ndarray, labels: np.ndarray, class_
     """Everything a report shows about predictions, as plain data (lists and floats, JSON-ready).
 
     `probabilities` (N, K) float, `labels` (N,) int in [0, K). Returns top-1/top-3 accuracy, the confusion
-    matrix (rows: true class, columns: predicted; counts), per-class precision/recall/F1/support with macro and
+    matrix (rows: true class, columns: predicted; counts), balanced accuracy (the mean per-class recall, which a
+    skewed class balance cannot inflate), per-class precision/recall/F1/support with macro and
     weighted averages (scikit-learn), the reliability table and expected calibration error, and the indices of
     the `mistakes` most confidently wrong images.
     """
@@ -64,6 +68,7 @@ def classification_numbers(probabilities: np.ndarray, labels: np.ndarray, class_
     return {
         "count": int(len(labels)),
         "top1_accuracy": float(metrics.accuracy_score(labels, predicted)),
+        "balanced_accuracy": float(metrics.balanced_accuracy_score(labels, predicted)),
         "top3_accuracy": _top_k_accuracy(probabilities, labels, 3),
         "confusion_matrix": metrics.confusion_matrix(labels, predicted, labels=classes).tolist(),
         "per_class": per_class,

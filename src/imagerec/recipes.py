@@ -15,6 +15,9 @@ from imagerec.errors import UserError
 # auto: bf16 where the hardware runs it fast (a GPU, a CPU with AVX512_BF16/AMX), else off; off: float32;
 # bf16: mixed bfloat16; fp16: mixed float16 (GPUs). `train.resolve_precision` decides auto.
 PRECISIONS = ("auto", "off", "bf16", "fp16")
+# none: every image counts the same; balanced: each class's images weigh n / (classes * n_class) in the loss
+# (scikit-learn's "balanced"), so that every class counts the same in total (`data.class_weights`).
+CLASS_WEIGHTS = ("none", "balanced")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +36,7 @@ class SeedRecipe:
     horizontal_flip: bool  # phase 2: random left-right mirror
     jit_compile: bool | str = "auto"  # XLA: Keras' "auto" compiles only when a GPU is visible
     mixed_precision: str = "off"  # one of PRECISIONS
+    class_weight: str = "none"  # one of CLASS_WEIGHTS
 
     test_time_augmentation = False  # the saved model sees each image once
 
@@ -96,6 +100,7 @@ class AirbenchRecipe:
     # bf16 trains the airbench nets 1.1-1.5x faster on this CPU (AVX512_BF16) at the same accuracy
     # (BENCHMARKS.md); "off" forces float32.
     mixed_precision: str = "auto"  # one of PRECISIONS
+    class_weight: str = "none"  # one of CLASS_WEIGHTS
 
     def phase(self, epoch: int) -> str:
         return "train"  # one phase: the schedule, not a phase, changes over the epochs
@@ -115,6 +120,8 @@ class AirbenchRecipe:
 
 
 def _check_common(recipe) -> None:
+    if recipe.class_weight not in CLASS_WEIGHTS:
+        raise UserError(f"`class_weight` must be one of {', '.join(CLASS_WEIGHTS)}, got {recipe.class_weight!r}")
     if recipe.mixed_precision not in PRECISIONS:
         raise UserError(f"`mixed_precision` must be one of {', '.join(PRECISIONS)}, got {recipe.mixed_precision!r}")
     if recipe.jit_compile not in (True, False, "auto"):

@@ -194,7 +194,8 @@ def render_html(report: dict, class_names, pictures: list) -> str:
         f'<figure><img alt="{html.escape(path.stem)}" src="data:image/png;base64,'
         f'{base64.b64encode(path.read_bytes()).decode("ascii")}"><figcaption>{html.escape(path.stem)}</figcaption></figure>'
         for path in pictures)
-    summary = (f"top-1 accuracy {100 * report['top1_accuracy']:.2f}%, top-3 {100 * report['top3_accuracy']:.2f}%, "
+    summary = (f"top-1 accuracy {100 * report['top1_accuracy']:.2f}%, balanced accuracy (mean recall over the classes) "
+               f"{100 * report['balanced_accuracy']:.2f}%, top-3 {100 * report['top3_accuracy']:.2f}%, "
                f"expected calibration error {100 * report['calibration']['expected_calibration_error']:.2f}% "
                f"on {report['count']} images")
     settings = html.escape(json.dumps(report.get("run", {}), indent=2))

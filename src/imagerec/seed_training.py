@@ -7,7 +7,7 @@ that `train` imports on other backends.
 
 import keras
 
-from imagerec import augment, distribute, models
+from imagerec import augment, data, distribute, models
 from imagerec.errors import UserError
 
 
@@ -56,5 +56,7 @@ def fit(model, dataset, recipe, seed: int, first_epoch: int = 0, **fit_options) 
     model.compile(optimizer=keras.optimizers.Adam(recipe.learning_rate),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=recipe.jit_compile)
     steps = -(-len(dataset.y_train) // recipe.batch_size)
+    weights = data.class_weights(dataset.y_train, dataset.num_classes, recipe.class_weight)
     distribute.fit(model, seed_batches(dataset.x_train, dataset.y_train, recipe, seed, first_epoch),
-                   epochs=recipe.epochs, steps_per_epoch=steps, initial_epoch=first_epoch, **fit_options)
+                   epochs=recipe.epochs, steps_per_epoch=steps, initial_epoch=first_epoch,
+                   class_weight=None if weights is None else dict(enumerate(weights.tolist())), **fit_options)

@@ -21,6 +21,7 @@ import numpy as np
 
 from imagerec import airbench, backends, distribute, evaluate, machine, models, recipes, report, rundir, saving, seed_training
 from imagerec.classifier import Classifier
+from imagerec import data as data_module
 from imagerec.data import Dataset, check_seed, load_dataset, parse_image_size
 from imagerec.errors import UserError, printable
 
@@ -43,15 +44,18 @@ class RunResult:
 
 def train(data, recipe=recipes.DEFAULT, run_dir=None, seed: int = 0, *, data_options=None, report: bool = True,
           tensorboard: bool = False, resume: bool = False, deterministic: bool = False, strategy="auto",
-          callbacks=(), validate_each_epoch: bool = True, verbose: int | None = None) -> RunResult:
+          callbacks=(), validation: str = "auto", verbose: int | None = None) -> RunResult:
     """Train `recipe` (a recipe, or a name for `recipes.get_recipe`) on `data` (a `data.Dataset`, or a source
     for `data.load_dataset` with `data_options`), score it on the test split, save every model format, the
     history, curves and metrics under `run_dir` (default runs/<timestamp>) and the report in its report/
     (`report=False`: none; `tensorboard=True`: logs too). Every option is checked before data is loaded or a
     file written (UserError).
 
-    The test split doubles as the validation data shown per epoch, as in the original tutorial;
-    `validate_each_epoch=False` skips that pass. `callbacks` are extra Keras callbacks for the fit.
+    `validation` is what each epoch is validated on (`VALIDATIONS`): "holdout", a stratified slice of the
+    training images (`val_split` of `data_options`, default 0.2), so that the test split is looked at once, at
+    the end; "test", the test split, as the original tutorial does; "none"; "auto", "test" for the seed recipe
+    (the tutorial) and "none" for the others (their training data and results stay those of BENCHMARKS.md).
+    `callbacks` are extra Keras callbacks for the fit.
     Training state is backed up after every epoch (Keras' BackupAndRestore); `resume=True` continues an
     interrupted run in `run_dir` from its last completed epoch. A NaN or infinite loss stops training with a
     UserError and keeps that backup. `deterministic=True` turns on TensorFlow's op determinism (for the whole
@@ -60,11 +64,12 @@ def train(data, recipe=recipes.DEFAULT, run_dir=None, seed: int = 0, *, data_opt
     worker runs all of this alike, but only the chief writes `run_dir`.
     """
     recipe = _recipe_as_run(recipe)
+    validation = resolve_validation(validation, recipe)
     strategy = distribute.make_strategy(strategy) if isinstance(strategy, str) else strategy
     _check_options(recipe, seed, run_dir, resume, tensorboard, strategy, deterministic)
     if not isinstance(data, Dataset) and (data_options or {}).get("image_size") is not None:  # before decoding
         models.check_input_shape(recipe.model, (*parse_image_size(data_options["image_size"]), 3))
-    dataset = data if isinstance(data, Dataset) else load_dataset(data, **{"seed": seed, **(data_options or {})})
+    dataset = _load(data, seed, data_options, hold_out_validation=validation == "holdout")
     models.check_input_shape(recipe.model, dataset.image_shape)
     verbose = verbose if verbose is not None else (1 if sys.stdout.isatty() else 2)
     if verbose:
@@ -77,13 +82,35 @@ def train(data, recipe=recipes.DEFAULT, run_dir=None, seed: int = 0, *, data_opt
     if tensorboard and chief:
         callbacks = [*callbacks, keras.callbacks.TensorBoard(str(rundir.tensorboard_dir(run_dir)))]
     try:
-        result = _train_in(run_dir, dataset, recipe, seed, verbose, callbacks, validate_each_epoch, strategy)
+        result = _train_in(run_dir, dataset, recipe, seed, verbose, callbacks, validation, strategy)
     finally:
         if not chief:
             shutil.rmtree(run_dir, ignore_errors=True)
     if report and chief:
         result.report = _write_report(result, dataset)
     return result if chief else dataclasses.replace(result, run_dir=None)  # the chief wrote the run directory
+
+
+VALIDATIONS = ("auto", "holdout", "test", "none")
+
+
+def resolve_validation(validation: str, recipe) -> str:
+    """The per-epoch validation a run uses: `validation`, with "auto" resolved (see `train`)."""
+    if validation not in VALIDATIONS:
+        raise UserError(f"`validation` must be one of {', '.join(VALIDATIONS)}, got {validation!r}")
+    if validation == "auto":
+        return "test" if isinstance(recipe, recipes.SeedRecipe) else "none"
+    return validation
+
+
+def _load(data, seed: int, data_options, hold_out_validation: bool) -> Dataset:
+    """The Dataset `data` is or names, with a validation hold-out when asked for."""
+    options = {"seed": seed, **(data_options or {})}
+    if not isinstance(data, Dataset):
+        return load_dataset(data, **options, hold_out_validation=hold_out_validation)
+    if hold_out_validation and data.y_val is None:
+        return data_module.hold_out(data, options.get("val_split", 0.2), options["seed"])
+    return data
 
 
 def _recipe_as_run(recipe):
@@ -150,10 +177,10 @@ def _open_run_dir(run_dir, resume: bool, chief: bool):
     return rundir.check_new(run_dir if run_dir is not None else rundir.default_path())  # new: created here
 
 
-def _train_in(run_dir, dataset, recipe, seed, verbose, callbacks, validate_each_epoch, strategy) -> RunResult:
+def _train_in(run_dir, dataset, recipe, seed, verbose, callbacks, validation, strategy) -> RunResult:
     """Fit, then score and save in `run_dir`."""
     started = time.perf_counter()
-    net = _fit(run_dir, dataset, recipe, seed, verbose, callbacks, validate_each_epoch, strategy)
+    net = _fit(run_dir, dataset, recipe, seed, verbose, callbacks, validation, strategy)
     train_wall_s = time.perf_counter() - started
     inference = models.inference_model(net, test_time_augmentation=recipe.test_time_augmentation)
     classifier = Classifier.from_keras(inference, dataset.class_names, rundir.model_path(run_dir))
@@ -167,18 +194,22 @@ def _train_in(run_dir, dataset, recipe, seed, verbose, callbacks, validate_each_
     for metric in rundir.CURVE_FILES:
         report.plot_curves(history, metric, rundir.curve_path(run_dir, metric))
     metrics = _metrics(test, dataset, recipe, net, inference, seed, files, train_wall_s,
-                       time.perf_counter() - started)
+                       time.perf_counter() - started, validation)
     rundir.write_metrics(run_dir, metrics)
     return RunResult(run_dir, classifier, history, metrics, test_probabilities)
 
 
-def _fit(run_dir, dataset, recipe, seed, verbose, callbacks, validate_each_epoch, strategy):
+def _fit(run_dir, dataset, recipe, seed, verbose, callbacks, validation, strategy):
     """The trained net (float32), built under the strategy and the recipe's precision and trained from the
     run's last completed epoch."""
     keras.utils.set_random_seed(seed)
-    validation = None
-    if validate_each_epoch and not distribute.is_multiworker(strategy):  # see distribute.fit
-        validation = _validation_data(dataset.x_test, dataset.y_test)
+    validation_data = None
+    if distribute.is_multiworker(strategy):
+        pass  # see distribute.fit
+    elif validation == "test":
+        validation_data = _validation_data(dataset.x_test, dataset.y_test)
+    elif validation == "holdout":
+        validation_data = _validation_data(dataset.x_val, dataset.y_val)
     first_epoch = rundir.completed_epochs(run_dir)
     # CSVLogger appends one row per finished epoch (before the backup: see rundir.completed_epochs), so one
     # logger serves a resumed run too.
@@ -188,7 +219,7 @@ def _fit(run_dir, dataset, recipe, seed, verbose, callbacks, validate_each_epoch
         net = models.build_model(recipe.model, dataset.num_classes, dataset.image_shape)
         try:
             TRAINERS[type(recipe)](net, dataset, recipe, seed, first_epoch, strategy=strategy,
-                                   validation_data=validation, callbacks=callbacks, verbose=verbose)
+                                   validation_data=validation_data, callbacks=callbacks, verbose=verbose)
         except RuntimeError as error:
             if "NaN or Inf" not in str(error):
                 raise
@@ -275,15 +306,23 @@ def _float32_copy(net, recipe, dataset):
 
 # ---------------------------------------------------------------- what a finished run records
 
-def _metrics(test, dataset, recipe, net, model, seed, files, train_wall_s, wall_s) -> dict:
+def _class_weights_record(dataset, recipe):
+    weights = data_module.class_weights(dataset.y_train, dataset.num_classes, recipe.class_weight)
+    return None if weights is None else dict(zip(dataset.class_names, weights.round(4).tolist()))
+
+
+def _metrics(test, dataset, recipe, net, model, seed, files, train_wall_s, wall_s, validation) -> dict:
     return {
         "test_accuracy": test["accuracy"],
         "test_loss": test["loss"],
+        "test_balanced_accuracy": test["balanced_accuracy"],  # mean per-class accuracy: honest on skewed classes
         "per_class_accuracy": test["per_class_accuracy"],
         "class_names": list(dataset.class_names),
         "data": dataset.summary(),
         "recipe": dataclasses.asdict(recipe),
         "seed": seed,
+        "validation": validation,
+        "class_weights": _class_weights_record(dataset, recipe),
         "model": {"name": recipe.model, "parameters": models.count_params(model),
                   "forward_flops_per_image": models.forward_flops(model),  # as saved (with any test-time views)
                   "net_forward_flops_per_image": models.forward_flops(net)},  # one view, as trained

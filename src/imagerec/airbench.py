@@ -145,19 +145,21 @@ def sgd_learning_rate(recipe) -> float:
     return recipe.learning_rate * recipe.batch_size / (1024 * (1 + 1 / (1 - recipe.momentum)))
 
 
-def fit(net, dataset, recipe, seed: int, first_epoch: int = 0, **fit_options) -> None:
-    """Train an airbench-family `net` in place: whitening from the data, then Nesterov SGD with the recipe's
-    schedule, Lookahead and the whitening-bias freeze. `fit_options` go to `distribute.fit` (strategy,
-    validation_data, verbose, callbacks: the caller's backup and logging)."""
+def fit(net, dataset, recipe, seed: int, first_epoch: int = 0, warm_layers=(), **fit_options) -> None:
+    """Train an airbench-family `net` in place: whitening from the data (unless a warm start loaded it, with the
+    filters that were trained on it), then Nesterov SGD with the recipe's schedule, Lookahead and the
+    whitening-bias freeze. `fit_options` go to `distribute.fit` (strategy, validation_data, verbose, callbacks:
+    the caller's backup and logging)."""
     if "whiten" not in [layer.name for layer in net.layers]:
         raise UserError(f"the airbench recipe trains the airbench model family; {recipe.model!r} is not one of them")
     steps = len(dataset.y_train) // recipe.batch_size
     if steps == 0:
         raise UserError(f"`batch_size` {recipe.batch_size} is larger than the {len(dataset.y_train)} training images")
-    whitening_count = whitening_sample_size(recipe.whitening_images, dataset.image_shape)
-    sample = np.random.default_rng(seed).choice(len(dataset.y_train), min(whitening_count, len(dataset.y_train)),
-                                                replace=False)
-    models.init_airbench_net(net, dataset.x_train[np.sort(sample)])
+    if "whiten" not in warm_layers:
+        whitening_count = whitening_sample_size(recipe.whitening_images, dataset.image_shape)
+        sample = np.random.default_rng(seed).choice(len(dataset.y_train), min(whitening_count, len(dataset.y_train)),
+                                                    replace=False)
+        models.init_airbench_net(net, dataset.x_train[np.sort(sample)])
     weights = data.class_weights(dataset.y_train, dataset.num_classes, recipe.class_weight)
     trainer = compiled_trainer(net, recipe, steps, weights)
     lookahead = optim.Lookahead(net, trainer.lookahead_state, steps * recipe.epochs, steps,

@@ -100,6 +100,15 @@ def _train_options() -> list:
         (("--validation",), dict(choices=("auto", "holdout", "test", "none"), default="auto", help="per-epoch "
                                  "validation: holdout (--val-split of train/, stratified; test/ is then used once, at "
                                  "the end), test, none; auto: test for the seed recipe (the tutorial's), else none")),
+        (("--weights",), dict(default="none", metavar="none|imagenet|PATH", help="a Keras Applications backbone's "
+                              "start (--model of the finetune recipe): random, ImageNet (internet once) or a .weights.h5 "
+                              "file of it (default none)")),
+        (("--model",), dict(help="the recipe's model (same as --set model=NAME); for the finetune recipe a Keras "
+                            "Applications backbone: mobilenet_v3_small, efficientnet_v2_b0 or resnet50_v2")),
+        (("--init-from",), dict(metavar="RUN_DIR", help="start from an earlier run's weights (same model family): "
+                                "layers matched by name and shape, a new head for new classes")),
+        (("--trust-model",), dict(action="store_true", help="--init-from: load a model no imagerec manifest "
+                                  "vouches for (only from authors you trust)")),
         (("--strategy",), dict(choices=distribute.STRATEGIES, default="auto", help="tf.distribute: every local "
                                "GPU, the TF_CONFIG cluster, or auto (mirrored with 2+ GPUs)")),
         (("--resume",), dict(action="store_true", help="continue the interrupted run in --out (same options)")),
@@ -144,7 +153,8 @@ def _loading(arguments) -> dict:
 def _train(arguments) -> int:
     shorthands = [f"{name}={value}" for name, value in (("epochs", arguments.epochs),
                                                          ("mixed_precision", arguments.mixed_precision),
-                                                         ("class_weight", arguments.class_weight))
+                                                         ("class_weight", arguments.class_weight),
+                                                         ("model", arguments.model))
                   if value is not None]
     settings = recipes.parse_settings(arguments.recipe, arguments.set + shorthands)
     recipe = recipes.get_recipe(arguments.recipe, **settings)
@@ -159,6 +169,7 @@ def _train(arguments) -> int:
                          data_options={**_loading(arguments), "image_size": arguments.image_size},
                          report=not arguments.no_report,
                          tensorboard=arguments.tensorboard, resume=arguments.resume, validation=arguments.validation,
+                         init_from=arguments.init_from, trust_model=arguments.trust_model, weights=arguments.weights,
                          deterministic=arguments.deterministic, strategy=arguments.strategy)
     metrics = result.metrics
     _say(f"imagerec: test accuracy {metrics['test_accuracy']:.4f} (balanced {metrics['test_balanced_accuracy']:.4f}), "

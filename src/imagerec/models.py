@@ -46,6 +46,9 @@ def check_input_shape(name: str, input_shape) -> None:
 
     check_model_name(name)
     name = ALIASES.get(name, name)
+    if name in BACKBONES and min(input_shape[:2]) < BACKBONE_MIN_SIDE:
+        raise UserError(f"the {name} backbone takes images of {BACKBONE_MIN_SIDE}x{BACKBONE_MIN_SIDE} or more, got "
+                        f"{input_shape[0]}x{input_shape[1]}")
     if name in FIXED_INPUT_SHAPES and tuple(input_shape) != FIXED_INPUT_SHAPES[name]:
         height, width = FIXED_INPUT_SHAPES[name][:2]
         raise UserError(f"the {name} model is the tutorial's {height}x{width} CNN and takes {height}x{width} images "
@@ -209,6 +212,58 @@ _register_airbench("airbench_medium", (64, 128, 128), "Half-width blocks 2-3: 64
 _register_airbench("airbench_small", (32, 64, 64), "Quarter width: 32/64/64.")
 
 
+# ---------------------------------------------------------------- Keras Applications backbones
+
+# name: (the keras.applications builder, its options, the input scaling the model puts in front of it).
+# MobileNetV3 and EfficientNetV2 take raw 0-255 pixels themselves (include_preprocessing); ResNet50V2 expects
+# its preprocess_input's [-1, 1], here a Rescaling layer, so that every saved model takes raw pixels.
+BACKBONES = {
+    "mobilenet_v3_small": ("MobileNetV3Small", {"include_preprocessing": True}, None),
+    "efficientnet_v2_b0": ("EfficientNetV2B0", {"include_preprocessing": True}, None),
+    "resnet50_v2": ("ResNet50V2", {}, (1 / 127.5, -1.0)),
+}
+BACKBONE_LAYER = "backbone"  # the name of the nested Keras Applications model in a backbone classifier
+BACKBONE_MIN_SIDE = 32  # Keras Applications refuse smaller inputs
+
+
+def build_backbone(name: str, input_shape, weights=None) -> keras.Model:
+    """The Keras Applications model `name` without its top, named BACKBONE_LAYER; `weights` None or "imagenet"
+    (Keras' download and cache)."""
+    builder, options, _ = BACKBONES[name]
+    backbone = getattr(keras.applications, builder)(input_shape=tuple(input_shape), include_top=False,
+                                                    weights=weights, **options)
+    backbone.name = BACKBONE_LAYER  # not the builder's `name`: EfficientNetV2 looks its block layout up by it
+    return backbone
+
+
+def backbone_classifier(input_shape, num_classes: int, backbone_name: str) -> keras.Model:
+    """A Keras Applications backbone with a new head, as Keras' transfer-learning guide builds it: raw pixels →
+    random flip and shift (training only) → [input scaling] → backbone, called in inference mode so that its
+    BatchNormalization keeps its statistics even when fine-tuned → global average pool → dropout 0.2 → softmax."""
+    _, _, scaling = BACKBONES[backbone_name]
+    inputs = keras.Input(shape=input_shape, name=INPUT_NAME)
+    x = keras.layers.RandomFlip("horizontal", name="augment_flip")(inputs)
+    x = keras.layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", name="augment_shift")(x)
+    if scaling:
+        x = keras.layers.Rescaling(scaling[0], offset=scaling[1], name="input_scaling")(x)
+    x = build_backbone(backbone_name, input_shape)(x, training=False)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = keras.layers.Dropout(0.2, name="head_dropout")(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name="probabilities", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name=backbone_name)
+
+
+def _register_backbone(name: str):
+    builder = functools.partial(backbone_classifier, backbone_name=name)
+    builder.__name__ = name
+    builder.__doc__ = f"keras.applications.{BACKBONES[name][0]} (include_top=False) with a new softmax head."
+    register_model(builder)
+
+
+for _name in BACKBONES:
+    _register_backbone(_name)
+
+
 def outputs_probabilities(model: keras.Model) -> bool:
     """True when the model ends in a softmax (seed, tiny), False when it returns logits (airbench nets)."""
     activation = getattr(model.layers[-1], "activation", None)
@@ -250,7 +305,8 @@ def forward_flops(model: keras.Model) -> int:
     for layer in model.layers:
         if isinstance(layer, keras.Model):
             flops += views * forward_flops(layer)
-        elif isinstance(layer, (keras.layers.Conv2D, custom_layers.PatchWhitening)):
+        # A depthwise kernel (kh, kw, in, multiplier) gives in * multiplier outputs: the same product.
+        elif isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, custom_layers.PatchWhitening)):
             kernel_height, kernel_width, channels_in, channels_out = layer.kernel.shape
             _, height, width, _ = layer.output.shape
             flops += 2 * height * width * channels_out * kernel_height * kernel_width * channels_in

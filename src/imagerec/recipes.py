@@ -1,9 +1,10 @@
 """Recipes: every number of a training run, in one frozen preset per recipe.
 
 A recipe is data: the model to build, the optimiser and its settings, the epochs and the augmentation.
-`train.train` reads nothing else, and finds the recipe type's trainer in `train.TRAINERS`. Two types exist:
-`SeedRecipe` (the tutorial: Adam, a plain phase then an augmented phase) and `AirbenchRecipe` (airbench-style:
-patch whitening, dirac-initialised convolutions, Nesterov SGD, Lookahead, test-time views). Every recipe
+`train.train` reads nothing else, and finds the recipe type's trainer in `train.TRAINERS`. Three types exist:
+`SeedRecipe` (the tutorial: Adam, a plain phase then an augmented phase), `AirbenchRecipe` (airbench-style:
+patch whitening, dirac-initialised convolutions, Nesterov SGD, Lookahead, test-time views) and `FinetuneRecipe`
+(a Keras Applications backbone: a new head, then its top layers fine-tuned). Every recipe
 has `epochs` (all of them), `model`, `batch_size`, `learning_rate`, `jit_compile` and `mixed_precision`.
 """
 
@@ -119,6 +120,41 @@ class AirbenchRecipe:
         return self
 
 
+@dataclasses.dataclass(frozen=True)
+class FinetuneRecipe:
+    """Transfer learning as Keras' guide does it (keras.io/guides/transfer_learning): a Keras Applications
+    backbone (`models.BACKBONES`) under a new head; phase 1 trains the head on the frozen backbone, phase 2
+    unfreezes the backbone's top layers at a lower learning rate, its BatchNormalization kept in inference mode
+    (frozen statistics and scales). Trained by `finetune.fit`; start from learned weights with `weights`."""
+
+    name: str
+    model: str  # one of models.BACKBONES
+    epochs: int  # both phases together
+    head_epochs: int  # phase 1: the first this many epochs train the head only
+    batch_size: int = 32  # the guide's
+    learning_rate: float = 1e-3  # phase 1: Adam's step size for the head
+    finetune_learning_rate: float = 1e-5  # phase 2: Adam's step size, 100x lower (the guide's 1e-5)
+    unfreeze_layers: int = 30  # phase 2: the backbone's last this many layers train (BatchNormalization never)
+    jit_compile: bool | str = "auto"
+    mixed_precision: str = "auto"  # one of PRECISIONS
+    class_weight: str = "none"  # one of CLASS_WEIGHTS
+
+    test_time_augmentation = False
+
+    def phase(self, epoch: int) -> str:
+        return "head" if epoch <= self.head_epochs else "finetune"
+
+    def validate(self) -> "FinetuneRecipe":
+        if self.epochs < 1 or not 0 <= self.head_epochs <= self.epochs:
+            raise UserError(f"`epochs` must be 1 or more and `head_epochs` from 0 to `epochs`, got {self.epochs} and "
+                            f"{self.head_epochs}")
+        _check_common(self)
+        if not self.finetune_learning_rate > 0 or self.unfreeze_layers < 0:
+            raise UserError(f"`finetune_learning_rate` must be positive and `unfreeze_layers` 0 or more, got "
+                            f"{self.finetune_learning_rate} and {self.unfreeze_layers}")
+        return self
+
+
 def _check_common(recipe) -> None:
     if recipe.class_weight not in CLASS_WEIGHTS:
         raise UserError(f"`class_weight` must be one of {', '.join(CLASS_WEIGHTS)}, got {recipe.class_weight!r}")
@@ -162,7 +198,13 @@ AIRBENCH_MEDIUM = AirbenchRecipe(name="airbench_medium", model="airbench_medium"
 AIRBENCH_SMALL = AirbenchRecipe(name="airbench_small", model="airbench_small", epochs=2, batch_size=512,
                                 muon_learning_rate=0.24, lookahead_start_epoch=1)
 
-RECIPES = {recipe.name: recipe for recipe in (AIRBENCH, AIRBENCH_MUON, AIRBENCH_MEDIUM, AIRBENCH_SMALL, SEED)}
+# A Keras Applications backbone with a new head: 3 epochs for the head, then 3 with the top 30 layers unfrozen
+# (Keras' transfer-learning guide). Meant for people's own images, from `--weights imagenet` (internet needed
+# once) or a weights file; its throughput is in BENCHMARKS.md (random weights: no accuracy claimed here).
+FINETUNE = FinetuneRecipe(name="finetune", model="mobilenet_v3_small", epochs=6, head_epochs=3)
+
+RECIPES = {recipe.name: recipe for recipe in (AIRBENCH, AIRBENCH_MUON, AIRBENCH_MEDIUM, AIRBENCH_SMALL, SEED,
+                                              FINETUNE)}
 DEFAULT = AIRBENCH_MUON.name  # 90% in about 14 minutes on 2 CPU cores (BENCHMARKS.md)
 # Earlier names of the airbench family ("fast" said how quick, not what it is); they still work.
 ALIASES = {"fast": "airbench", "fast_medium": "airbench_medium", "fast_small": "airbench_small"}

@@ -43,13 +43,14 @@ def seed_batches(images, labels, recipe, seed: int, first_epoch: int = 0):
     return tf.data.Dataset.range(first_epoch, recipe.epochs).flat_map(epoch_batches).prefetch(tf.data.AUTOTUNE)
 
 
-def fit(model, dataset, recipe, seed: int, first_epoch: int = 0, **fit_options) -> None:
+def fit(model, dataset, recipe, seed: int, first_epoch: int = 0, warm_layers=(), **fit_options) -> None:
     """Adam; the plain phase then the augmented phase, in one `fit` over one epoch count. `fit_options` go
     to `distribute.fit` (strategy, validation_data, verbose, callbacks).
 
     One `fit`, not one per phase: Keras' BackupAndRestore leaves the model's `_initial_epoch` set after
     restoring, and `fit` prefers it to its own `initial_epoch`, so a second `fit` after a resume re-ran the
     restored epochs. A run killed after its last epoch's backup fits zero epochs, which restores it.
+    `warm_layers` changes nothing here: no layer of these nets is set from the data before training.
     """
     if not models.outputs_probabilities(model):
         raise UserError(f"the seed recipe trains models that end in softmax; {recipe.model!r} returns logits")

@@ -19,15 +19,17 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from imagerec import airbench, backends, distribute, evaluate, machine, models, recipes, report, rundir, saving, seed_training
+from imagerec import (airbench, backends, distribute, evaluate, finetune, machine, models, recipes, report, rundir,
+                      saving, seed_training, warmstart)
 from imagerec.classifier import Classifier
 from imagerec import data as data_module
 from imagerec.data import Dataset, check_seed, load_dataset, parse_image_size
 from imagerec.errors import UserError, printable
 
-# Each recipe type's trainer: fit(net, dataset, recipe, seed, first_epoch, **distribute.fit options) trains
-# `net` in place.
-TRAINERS = {recipes.SeedRecipe: seed_training.fit, recipes.AirbenchRecipe: airbench.fit}
+# Each recipe type's trainer: fit(net, dataset, recipe, seed, first_epoch, warm_layers, **distribute.fit
+# options) trains `net` in place (`warm_layers`: names of layers a warm start loaded).
+TRAINERS = {recipes.SeedRecipe: seed_training.fit, recipes.AirbenchRecipe: airbench.fit,
+            recipes.FinetuneRecipe: finetune.fit}
 PRECISION_POLICIES = {"off": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 assert set(PRECISION_POLICIES) == set(recipes.PRECISIONS) - {"auto"}
 
@@ -44,7 +46,8 @@ class RunResult:
 
 def train(data, recipe=recipes.DEFAULT, run_dir=None, seed: int = 0, *, data_options=None, report: bool = True,
           tensorboard: bool = False, resume: bool = False, deterministic: bool = False, strategy="auto",
-          callbacks=(), validation: str = "auto", verbose: int | None = None) -> RunResult:
+          callbacks=(), validation: str = "auto", init_from=None, trust_model: bool = False, weights: str = "none",
+          verbose: int | None = None) -> RunResult:
     """Train `recipe` (a recipe, or a name for `recipes.get_recipe`) on `data` (a `data.Dataset`, or a source
     for `data.load_dataset` with `data_options`), score it on the test split, save every model format, the
     history, curves and metrics under `run_dir` (default runs/<timestamp>) and the report in its report/
@@ -55,7 +58,10 @@ def train(data, recipe=recipes.DEFAULT, run_dir=None, seed: int = 0, *, data_opt
     training images (`val_split` of `data_options`, default 0.2), so that the test split is looked at once, at
     the end; "test", the test split, as the original tutorial does; "none"; "auto", "test" for the seed recipe
     (the tutorial) and "none" for the others (their training data and results stay those of BENCHMARKS.md).
-    `callbacks` are extra Keras callbacks for the fit.
+    `callbacks` are extra Keras callbacks for the fit. `init_from` (a run directory or model file of the same
+    model family, loaded safely unless `trust_model`) warm-starts the net: layers matched by name and shape, a
+    new head when the classes differ (`warmstart`). `weights` fills a Keras Applications backbone first: "none"
+    (random), "imagenet" (Keras' download: internet once) or a .weights.h5 file of that backbone.
     Training state is backed up after every epoch (Keras' BackupAndRestore); `resume=True` continues an
     interrupted run in `run_dir` from its last completed epoch. A NaN or infinite loss stops training with a
     UserError and keeps that backup. `deterministic=True` turns on TensorFlow's op determinism (for the whole
@@ -69,6 +75,9 @@ def train(data, recipe=recipes.DEFAULT, run_dir=None, seed: int = 0, *, data_opt
     _check_options(recipe, seed, run_dir, resume, tensorboard, strategy, deterministic)
     if not isinstance(data, Dataset) and (data_options or {}).get("image_size") is not None:  # before decoding
         models.check_input_shape(recipe.model, (*parse_image_size(data_options["image_size"]), 3))
+    # Both read before any file is written: a wrong file, or no internet for ImageNet's, fails here.
+    source = None if init_from is None else warmstart.read_run(init_from, trust_model)
+    backbone_weights = None if weights in (None, "none") else warmstart.read_backbone_weights(recipe.model, weights)
     dataset = _load(data, seed, data_options, hold_out_validation=validation == "holdout")
     models.check_input_shape(recipe.model, dataset.image_shape)
     verbose = verbose if verbose is not None else (1 if sys.stdout.isatty() else 2)
@@ -78,11 +87,15 @@ def train(data, recipe=recipes.DEFAULT, run_dir=None, seed: int = 0, *, data_opt
         _enable_op_determinism()
     chief = distribute.is_chief(strategy)
     run_dir = _open_run_dir(run_dir, resume, chief)
-    rundir.record_settings(run_dir, {"recipe": dataclasses.asdict(recipe), "seed": seed}, resume)
+    settings = {"recipe": dataclasses.asdict(recipe), "seed": seed,  # a warm start only when there is one
+                **({"init_from": str(init_from)} if init_from else {}),
+                **({"weights": str(weights)} if weights not in (None, "none") else {})}
+    rundir.record_settings(run_dir, settings, resume)
     if tensorboard and chief:
         callbacks = [*callbacks, keras.callbacks.TensorBoard(str(rundir.tensorboard_dir(run_dir)))]
     try:
-        result = _train_in(run_dir, dataset, recipe, seed, verbose, callbacks, validation, strategy)
+        result = _train_in(run_dir, dataset, recipe, seed, verbose, callbacks, validation, strategy,
+                           (source, backbone_weights))
     finally:
         if not chief:
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -144,6 +157,9 @@ def _check_options(recipe, seed: int, run_dir, resume: bool, tensorboard: bool, 
         raise UserError(f"no trainer for a {type(recipe).__name__}; recipes are made by `recipes.get_recipe`")
     if isinstance(recipe, recipes.SeedRecipe):
         backends.require_tensorflow("the seed recipe (its tf.data pipeline)")
+    if isinstance(recipe, recipes.FinetuneRecipe) and resume:
+        # Two fits, one per phase: Keras' BackupAndRestore keeps a restored epoch for the next fit (seed_training.fit).
+        raise UserError("`resume` is not supported by the finetune recipe yet: start the run again")
     if deterministic:
         backends.require_tensorflow("`deterministic` (TensorFlow's op determinism)")
     check_seed(seed)
@@ -177,10 +193,10 @@ def _open_run_dir(run_dir, resume: bool, chief: bool):
     return rundir.check_new(run_dir if run_dir is not None else rundir.default_path())  # new: created here
 
 
-def _train_in(run_dir, dataset, recipe, seed, verbose, callbacks, validation, strategy) -> RunResult:
-    """Fit, then score and save in `run_dir`."""
+def _train_in(run_dir, dataset, recipe, seed, verbose, callbacks, validation, strategy, start) -> RunResult:
+    """Fit, then score and save in `run_dir`; `start`: (an earlier run's warmstart.Source, backbone weights)."""
     started = time.perf_counter()
-    net = _fit(run_dir, dataset, recipe, seed, verbose, callbacks, validation, strategy)
+    net, warm_start = _fit(run_dir, dataset, recipe, seed, verbose, callbacks, validation, strategy, start)
     train_wall_s = time.perf_counter() - started
     inference = models.inference_model(net, test_time_augmentation=recipe.test_time_augmentation)
     classifier = Classifier.from_keras(inference, dataset.class_names, rundir.model_path(run_dir))
@@ -195,13 +211,16 @@ def _train_in(run_dir, dataset, recipe, seed, verbose, callbacks, validation, st
         report.plot_curves(history, metric, rundir.curve_path(run_dir, metric))
     metrics = _metrics(test, dataset, recipe, net, inference, seed, files, train_wall_s,
                        time.perf_counter() - started, validation)
+    metrics["init_from"] = warm_start
     rundir.write_metrics(run_dir, metrics)
     return RunResult(run_dir, classifier, history, metrics, test_probabilities)
 
 
-def _fit(run_dir, dataset, recipe, seed, verbose, callbacks, validation, strategy):
-    """The trained net (float32), built under the strategy and the recipe's precision and trained from the
-    run's last completed epoch."""
+def _fit(run_dir, dataset, recipe, seed, verbose, callbacks, validation, strategy, start):
+    """(the trained net (float32), the warm start's record or None): the net built under the strategy and the
+    recipe's precision, its backbone's weights and an earlier run's layers loaded (`start`), and trained from
+    the run's last completed epoch."""
+    source, backbone_weights = start
     keras.utils.set_random_seed(seed)
     validation_data = None
     if distribute.is_multiworker(strategy):
@@ -217,8 +236,14 @@ def _fit(run_dir, dataset, recipe, seed, verbose, callbacks, validation, strateg
                  *_safety_callbacks(run_dir, strategy), *callbacks]
     with strategy.scope(), _dtype_policy(recipe.mixed_precision):
         net = models.build_model(recipe.model, dataset.num_classes, dataset.image_shape)
+        if backbone_weights is not None:
+            net.get_layer(models.BACKBONE_LAYER).set_weights(backbone_weights)
+        warm_start = None if source is None else warmstart.apply(net, source, dataset.class_names)
+        if warm_start and verbose:
+            print(printable(warmstart.describe(warm_start)), flush=True)
         try:
-            TRAINERS[type(recipe)](net, dataset, recipe, seed, first_epoch, strategy=strategy,
+            TRAINERS[type(recipe)](net, dataset, recipe, seed, first_epoch, warm_layers=(warm_start or {}).get(
+                                       "loaded", ()), strategy=strategy,
                                    validation_data=validation_data, callbacks=callbacks, verbose=verbose)
         except RuntimeError as error:
             if "NaN or Inf" not in str(error):
@@ -226,7 +251,7 @@ def _fit(run_dir, dataset, recipe, seed, verbose, callbacks, validation, strateg
             raise UserError(f"training stopped: the loss became NaN or infinite ({_first_line(error)}); the last "
                             f"good epoch is kept in {rundir.backup_dir(run_dir)} (`resume` continues from it, "
                             f"e.g. after lowering `learning_rate`)") from None
-    return _float32_copy(net, recipe, dataset) if recipe.mixed_precision != "off" else net
+    return (_float32_copy(net, recipe, dataset) if recipe.mixed_precision != "off" else net), warm_start
 
 
 def _validation_data(images, labels):

@@ -144,8 +144,10 @@ def _describe_start(dataset, recipe, strategy) -> str:
         else f"; {type(strategy).__name__}, {replicas} replica(s)"
     if not backends.is_tensorflow():
         where += f"; Keras on {backends.current()}"
-    return (f"imagerec: {dataset.source}: {len(dataset.y_train)} train / {len(dataset.y_test)} test images, "
-            f"{dataset.num_classes} classes; recipe {recipe.name} ({recipe.epochs} epochs){where}")
+    held_out = f" / {len(dataset.y_val)} validation" if dataset.y_val is not None else ""
+    height, width = dataset.image_shape[:2]
+    return (f"imagerec: {dataset.source}: {len(dataset.y_train)} train{held_out} / {len(dataset.y_test)} test images "
+            f"at {height}x{width}, {dataset.num_classes} classes; recipe {recipe.name} ({recipe.epochs} epochs){where}")
 
 
 def _check_options(recipe, seed: int, run_dir, resume: bool, tensorboard: bool, strategy,

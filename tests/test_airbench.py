@@ -91,3 +91,19 @@ def test_class_weights_scale_each_images_loss_by_its_class():
     plain = np.asarray(airbench.smoothed_cross_entropy(0.2)(labels, logits))
     weighted = np.asarray(airbench.smoothed_cross_entropy(0.2, np.array([1.0, 2.0, 0.5]))(labels, logits))
     np.testing.assert_allclose(weighted, plain * [1.0, 2.0, 0.5], rtol=1e-6)
+
+
+def test_random_resized_crop_boxes_are_seeded_inside_the_image_and_leave_the_rest_of_the_plan_alone():
+    plain = airbench.epoch_plan(400, 100, seed=3, epoch=1, translate=2, alternating_flip=True)
+    cropped = airbench.epoch_plan(400, 100, seed=3, epoch=1, translate=2, alternating_flip=True, crop_scale=0.35)
+    for key in ("indices", "offsets", "flips"):
+        np.testing.assert_array_equal(plain[key], cropped[key])  # CIFAR-sized runs see the batches they saw
+    np.testing.assert_array_equal(plain["boxes"], np.broadcast_to([0, 0, 1, 1], (4, 100, 4)))
+    top, left, height, width = np.moveaxis(cropped["boxes"], -1, 0)
+    assert (top >= 0).all() and (left >= 0).all() and (top + height <= 1 + 1e-6).all() and (left + width <= 1 + 1e-6).all()
+    assert (height * width >= 0.35 * 0.999).all() or (np.minimum(height, width) >= 0.35).all()
+    assert (height * width).min() < 0.5 and (height * width).max() > 0.9  # spread over the range
+    np.testing.assert_array_equal(cropped["boxes"], airbench.epoch_plan(400, 100, 3, 1, 2, True, 0.35)["boxes"])
+    assert airbench.crops_for(recipes.get_recipe("airbench_small"), (64, 64, 3))
+    assert not airbench.crops_for(recipes.get_recipe("airbench_small"), (32, 32, 3))
+    assert not airbench.crops_for(recipes.get_recipe("airbench_small", crop_scale=1.0), (64, 64, 3))

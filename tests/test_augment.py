@@ -109,3 +109,29 @@ def test_translate_and_flip_gives_the_same_batch_compiled_in_tf_data():
     dataset = tf.data.Dataset.from_tensors((images, offsets, flips)).map(
         lambda x, o, f: augment.translate_and_flip(x, o, f, 2))
     np.testing.assert_array_equal(eager, next(dataset.as_numpy_iterator()))
+
+
+def test_resized_crop_takes_each_images_box_and_resizes_it_back():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (3, 16, 16, 3)).astype(np.float32)
+    images[2, :, :8], images[2, :, 8:] = 10.0, 200.0  # left half dark, right half bright
+    boxes = np.array([[0, 0, 1, 1], [0, 0, 0.5, 0.5], [0, 0, 1, 0.5]], np.float32)
+    result = keras.ops.convert_to_numpy(augment.resized_crop(images, boxes))
+    np.testing.assert_allclose(result[0], images[0], atol=1e-3)  # the whole image: unchanged
+    rows, columns = np.mgrid[0:16, 0:16].astype(np.float32)
+    images[1] = (3 * rows + 5 * columns)[..., None]  # linear: bilinear interpolation of it is exact
+    result = keras.ops.convert_to_numpy(augment.resized_crop(images, boxes))
+    # The top-left quarter, 2x: output pixel centre y + 0.5 samples input row (y + 0.5) / 2 - 0.5, likewise x.
+    expected = 3 * ((rows + 0.5) / 2 - 0.5) + 5 * ((columns + 0.5) / 2 - 0.5)
+    np.testing.assert_allclose(result[1][1:, 1:, 0], expected[1:, 1:], atol=1e-3)  # row/column 0: reflected
+    # only the left half, stretched over the whole (the last column samples 1/4 px into the bright half)
+    np.testing.assert_allclose(result[2][:, :-1], 10.0, atol=1e-3)
+
+
+def test_resized_crop_gives_the_same_batch_compiled_in_tf_data():
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (4, 24, 24, 3)).astype(np.float32)
+    boxes = np.array([[0.1, 0.2, 0.6, 0.7], [0, 0, 1, 1], [0.3, 0.0, 0.7, 0.5], [0.5, 0.5, 0.5, 0.5]], np.float32)
+    eager = keras.ops.convert_to_numpy(augment.resized_crop(images, boxes))
+    dataset = tf.data.Dataset.from_tensors((images, boxes)).map(lambda x, b: augment.resized_crop(x, b))
+    np.testing.assert_allclose(next(iter(dataset)).numpy(), eager, atol=1e-4)

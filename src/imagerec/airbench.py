@@ -19,6 +19,7 @@ from imagerec.errors import UserError
 # Training images up to this size are copied into TensorFlow's graph and gathered there (fastest); larger ones,
 # memory-mapped from the decode cache, are gathered on the host batch by batch, so memory stays flat.
 IN_GRAPH_BYTES = 256 * 2**20
+CROP_MIN_SIDE = 48  # images this size or larger get random resized crops (recipe.crop_scale); smaller ones shifts
 
 
 def translate_pixels(translate: int, image_shape) -> int:
@@ -32,11 +33,13 @@ def whitening_sample_size(whitening_images: int, image_shape) -> int:
     return max(64, whitening_images * 32 * 32 // (image_shape[0] * image_shape[1]))
 
 
-def epoch_plan(count: int, batch_size: int, seed: int, epoch: int, translate: int, alternating_flip: bool) -> dict:
+def epoch_plan(count: int, batch_size: int, seed: int, epoch: int, translate: int, alternating_flip: bool,
+               crop_scale: float = 1.0) -> dict:
     """One epoch's batches as index arrays: "indices" (steps, batch) into the training images (a seeded
     permutation, the last partial batch dropped), "offsets" (steps, batch, 2) crop offsets in [0, 2 * translate],
-    "flips" (steps, batch) mirror or not. Depends only on (seed, epoch): reproducible, resumable, and the same
-    on every backend and worker.
+    "flips" (steps, batch) mirror or not, "boxes" (steps, batch, 4) random resized crops (top, left, height,
+    width as fractions; `crop_scale` to 1 of the area, aspect 3/4 to 4/3; the whole image when `crop_scale` is 1).
+    Depends only on (seed, epoch): reproducible, resumable, and the same on every backend and worker.
 
     Alternating flip: each image starts mirrored or not at random (per seed) and switches every epoch, so it
     is seen both ways every two epochs (more diverse than a coin per epoch); without it, a coin per epoch.
@@ -50,59 +53,88 @@ def epoch_plan(count: int, batch_size: int, seed: int, epoch: int, translate: in
         flips = start_flipped[order] != bool(epoch % 2)
     else:
         flips = rng.random((steps, batch_size)) < 0.5
-    return {"indices": order.astype(np.int32), "offsets": offsets, "flips": flips}
+    return {"indices": order.astype(np.int32), "offsets": offsets, "flips": flips,
+            "boxes": _crop_boxes(np.random.default_rng([seed, epoch, 2]), (steps, batch_size), crop_scale)}
+
+
+def _crop_boxes(rng, shape, crop_scale: float) -> np.ndarray:
+    """(top, left, height, width) fractions: area uniform in [crop_scale, 1], log-aspect uniform in
+    [log 3/4, log 4/3] (torchvision's RandomResizedCrop ranges), placed uniformly inside the image."""
+    if crop_scale >= 1:
+        return np.broadcast_to(np.array([0, 0, 1, 1], np.float32), (*shape, 4))
+    area = rng.uniform(crop_scale, 1, shape)
+    aspect = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3), shape))
+    height, width = np.minimum(1, np.sqrt(area / aspect)), np.minimum(1, np.sqrt(area * aspect))
+    top, left = rng.uniform(0, 1, shape) * (1 - height), rng.uniform(0, 1, shape) * (1 - width)
+    return np.stack([top, left, height, width], axis=-1).astype(np.float32)
 
 
 def plan_batches(count: int, batch_size: int, epochs: int, seed: int, translate: int, alternating_flip: bool,
-                 first_epoch: int = 0):
-    """Yield (indices, offsets, flips) of every step of epochs `first_epoch`..`epochs - 1`."""
+                 first_epoch: int = 0, crop_scale: float = 1.0):
+    """Yield (indices, offsets, flips, boxes) of every step of epochs `first_epoch`..`epochs - 1`."""
     for epoch in range(first_epoch, epochs):
-        plan = epoch_plan(count, batch_size, seed, epoch, translate, alternating_flip)
-        yield from zip(plan["indices"], plan["offsets"], plan["flips"])
+        plan = epoch_plan(count, batch_size, seed, epoch, translate, alternating_flip, crop_scale)
+        yield from zip(plan["indices"], plan["offsets"], plan["flips"], plan["boxes"])
+
+
+def augment_planned(images, offsets, flips, boxes, translate: int, crop: bool):
+    """A planned batch augmented (float32): with `crop`, the random resized crops (which move the image
+    themselves) then the flips; else airbench's shifts and flips."""
+    if crop:
+        return augment.translate_and_flip(augment.resized_crop(images, boxes), offsets, flips, 0)
+    return augment.translate_and_flip(images, offsets, flips, translate)
+
+
+def crops_for(recipe, image_shape) -> bool:
+    """Whether a run crops (`crop_scale` < 1 and images of CROP_MIN_SIDE px or more)."""
+    return recipe.crop_scale < 1 and min(image_shape[0], image_shape[1]) >= CROP_MIN_SIDE
 
 
 def airbench_batches(images, labels, batch_size: int, epochs: int, seed: int, translate: int,
-                     alternating_flip: bool, first_epoch: int = 0):
+                     alternating_flip: bool, first_epoch: int = 0, crop_scale: float = 1.0):
     """Epochs `first_epoch`..`epochs - 1` of training batches as one stream for `AirbenchTrainer`.
 
-    On other backends than TensorFlow, a generator of ({"images": uint8 (B, H, W, C), "offsets", "flips"},
-    labels): the trainer shifts and flips in its compiled step, on the device. On TensorFlow, a tf.data.Dataset
-    of (shifted and flipped float32 images, labels): the same `augment.translate_and_flip` runs in the tf.data
-    map, overlapping the train step (in the step it cost 3-5% of the small net's throughput on 2 cores)."""
-    plans = plan_batches(len(labels), batch_size, epochs, seed, translate, alternating_flip, first_epoch)
+    On other backends than TensorFlow, a generator of ({"images": uint8 (B, H, W, C), "offsets", "flips",
+    "boxes"}, labels): the trainer augments in its compiled step, on the device. On TensorFlow, a
+    tf.data.Dataset of (augmented float32 images, labels): the same `augment_planned` runs in the tf.data
+    map, overlapping the train step (in the step it cost 3-5% of the small net's throughput on 2 cores).
+    `crop_scale` < 1: random resized crops instead of shifts."""
+    plans = plan_batches(len(labels), batch_size, epochs, seed, translate, alternating_flip, first_epoch, crop_scale)
+    crop = crop_scale < 1
     if not backends.is_tensorflow():
-        return (({"images": images[indices], "offsets": offsets, "flips": flips}, labels[indices])
-                for indices, offsets, flips in plans)
+        return (({"images": images[indices], "offsets": offsets, "flips": flips, "boxes": boxes}, labels[indices])
+                for indices, offsets, flips, boxes in plans)
     import tensorflow as tf
 
     steps = list(plans)
     if not steps:  # a resumed run that had finished its epochs: nothing left to train
         return tf.data.Dataset.from_tensor_slices((images[:0].astype(np.float32), labels[:0])).batch(batch_size)
 
-    def augmented(batch_images, batch_labels, step_offsets, step_flips):
-        return augment.translate_and_flip(batch_images, step_offsets, step_flips, translate), batch_labels
+    def augmented(batch_images, batch_labels, step_offsets, step_flips, step_boxes):
+        return augment_planned(batch_images, step_offsets, step_flips, step_boxes, translate, crop), batch_labels
 
     if images.nbytes > IN_GRAPH_BYTES:
         # Fixed, small buffers: AUTOTUNE grows them while the step is slower than the feed, by ~100 MB a batch
         # at 128 px, which is memory the data set was kept out of memory to save.
         return _gathered_on_host(images, labels, steps).map(augmented, num_parallel_calls=2).prefetch(2)
-    indices, offsets, flips = (np.stack(column) for column in zip(*steps))
+    indices, offsets, flips, boxes = (np.stack(column) for column in zip(*steps))
     images, labels = tf.constant(images), tf.constant(labels)
-    return tf.data.Dataset.from_tensor_slices((indices, offsets, flips)).map(
+    return tf.data.Dataset.from_tensor_slices((indices, offsets, flips, boxes)).map(
         lambda step_indices, *rest: augmented(tf.gather(images, step_indices), tf.gather(labels, step_indices), *rest),
         num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def _gathered_on_host(images, labels, steps):
-    """The planned batches gathered from `images` (a memory map) by NumPy: (uint8 images, labels, offsets, flips)."""
+    """The planned batches gathered from `images` (a memory map) by NumPy: (uint8 images, labels, offsets, flips,
+    boxes)."""
     import tensorflow as tf
 
     batch_size = len(steps[0][0])
     signature = (tf.TensorSpec((batch_size, *images.shape[1:]), tf.uint8), tf.TensorSpec((batch_size,), tf.int32),
-                 tf.TensorSpec((batch_size, 2), tf.int32), tf.TensorSpec((batch_size,), tf.bool))
+                 tf.TensorSpec((batch_size, 2), tf.int32), tf.TensorSpec((batch_size,), tf.bool),
+                 tf.TensorSpec((batch_size, 4), tf.float32))
     return tf.data.Dataset.from_generator(
-        lambda: ((images[indices], labels[indices], offsets, flips) for indices, offsets, flips in steps),
-        output_signature=signature)
+        lambda: ((images[indices], labels[indices], *rest) for indices, *rest in steps), output_signature=signature)
 
 
 class AirbenchTrainer(keras.Model):
@@ -115,6 +147,7 @@ class AirbenchTrainer(keras.Model):
         super().__init__(**kwargs)
         self.net, self.recipe = net, recipe
         self.translate = translate_pixels(recipe.translate, net.input_shape[1:])
+        self.crop = crops_for(recipe, net.input_shape[1:])
         self.lookahead_state = optim.LookaheadState(net)  # checkpointed with the trainer (resume)
         self.built = True  # the net is built; BackupAndRestore requires it
 
@@ -123,7 +156,8 @@ class AirbenchTrainer(keras.Model):
 
     def augmented(self, batch: dict):
         """A planned batch's images, shifted and mirrored as planned (float32)."""
-        return augment.translate_and_flip(batch["images"], batch["offsets"], batch["flips"], self.translate)
+        return augment_planned(batch["images"], batch["offsets"], batch["flips"], batch["boxes"], self.translate,
+                               self.crop)
 
 
 def smoothed_cross_entropy(label_smoothing: float, class_weights=None):
@@ -167,7 +201,8 @@ def fit(net, dataset, recipe, seed: int, first_epoch: int = 0, warm_layers=(), *
                                 recipe.lookahead_start_epoch, recipe.lookahead_every, recipe.lookahead_decay,
                                 recipe.lookahead_power)
     batches = airbench_batches(dataset.x_train, dataset.y_train, recipe.batch_size, recipe.epochs, seed,
-                               trainer.translate, recipe.alternating_flip, first_epoch)
+                               trainer.translate, recipe.alternating_flip, first_epoch,
+                               recipe.crop_scale if trainer.crop else 1.0)
     callbacks = [lookahead, *fit_options.pop("callbacks", ())]
     distribute.fit(trainer, batches, epochs=recipe.epochs, steps_per_epoch=steps, initial_epoch=first_epoch,
                    callbacks=callbacks, **fit_options)

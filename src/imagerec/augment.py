@@ -63,3 +63,18 @@ def _select_offset(padded, offsets, axis: int, size: int, pixels: int):
         window = padded[:, offset:offset + size] if axis == 1 else padded[:, :, offset:offset + size]
         result = result + ops.where(offsets == offset, window, 0.0)
     return result
+
+
+def resized_crop(images, boxes):
+    """Crop box i = (top, left, height, width), as fractions of the image, out of image i of a batch (N, H, W, C)
+    and resize it back to (H, W), bilinearly (reflecting at the border): the random resized crop of ImageNet
+    training. One `keras.ops.image.affine_transform` per batch, so it runs inside any backend's train step."""
+    images = ops.cast(images, "float32")
+    height, width = images.shape[1], images.shape[2]
+    boxes = ops.cast(boxes, "float32")
+    top, left, box_height, box_width = (boxes[:, index] for index in range(4))
+    zeros = ops.zeros_like(top)
+    # Output pixel centre (x + 0.5) maps to left * W + (x + 0.5) * box_width in the input, likewise for rows.
+    transforms = ops.stack([box_width, zeros, left * width + 0.5 * box_width - 0.5,
+                            zeros, box_height, top * height + 0.5 * box_height - 0.5, zeros, zeros], axis=1)
+    return ops.image.affine_transform(images, transforms, interpolation="bilinear", fill_mode="reflect")

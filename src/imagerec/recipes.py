@@ -89,7 +89,11 @@ class AirbenchRecipe:
     lookahead_every: int = 5  # ... and pulls the weights to their average every this many steps,
     lookahead_decay: float = 0.95  # with decay (lookahead_decay ** every) * (step / total) ** 3
     lookahead_power: float = 3.0
-    translate: int = 2  # random shift of up to this many pixels, reflect padding
+    translate: int = 2  # random shift of up to this many pixels per 32 px of side, reflect padding
+    # Images of 48 px or more (airbench.CROP_MIN_SIDE): random resized crops of crop_scale to 1 of the area
+    # (aspect 3/4 to 4/3) instead of shifts, as ImageNet training does; 1 turns them off. CIFAR-sized images
+    # keep airbench's shifts.
+    crop_scale: float = 0.35
     alternating_flip: bool = True  # each image mirrored on every other epoch (random start)
     test_time_augmentation: bool = True  # 6 views: image, mirror, 1-px shifts of both
     # > 0: the convolution filters train with Muon at this step size (airbench94_muon: 0.24), not SGD
@@ -114,6 +118,9 @@ class AirbenchRecipe:
             raise UserError(f"`momentum` must be in [0, 1), got {self.momentum}")
         if self.translate < 0:
             raise UserError(f"`translate` must be 0 or more pixels, got {self.translate}")
+        if not 0 < self.crop_scale <= 1:
+            raise UserError(f"`crop_scale` is the smallest share of the area a crop keeps, in (0, 1], got "
+                            f"{self.crop_scale}")
         if self.muon_learning_rate < 0 or not 0 <= self.muon_momentum < 1:
             raise UserError(f"`muon_learning_rate` must be 0 (off) or more and `muon_momentum` in [0, 1), got "
                             f"{self.muon_learning_rate} and {self.muon_momentum}")

@@ -68,7 +68,8 @@ def classification_numbers(probabilities: np.ndarray, labels: np.ndarray, class_
     return {
         "count": int(len(labels)),
         "top1_accuracy": float(metrics.accuracy_score(labels, predicted)),
-        "balanced_accuracy": float(metrics.balanced_accuracy_score(labels, predicted)),
+        # scikit-learn's balanced_accuracy_score, from the recalls at hand (it warns about absent classes)
+        "balanced_accuracy": float(recall[support > 0].mean()) if support.any() else None,
         "top3_accuracy": _top_k_accuracy(probabilities, labels, 3),
         "confusion_matrix": metrics.confusion_matrix(labels, predicted, labels=classes).tolist(),
         "per_class": per_class,

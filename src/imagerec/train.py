@@ -73,11 +73,7 @@ def train(data, recipe=recipes.DEFAULT, run_dir=None, seed: int = 0, *, data_opt
     validation = resolve_validation(validation, recipe)
     strategy = distribute.make_strategy(strategy) if isinstance(strategy, str) else strategy
     _check_options(recipe, seed, run_dir, resume, tensorboard, strategy, deterministic)
-    if not isinstance(data, Dataset) and (data_options or {}).get("image_size") is not None:  # before decoding
-        models.check_input_shape(recipe.model, (*parse_image_size(data_options["image_size"]), 3))
-    # Both read before any file is written: a wrong file, or no internet for ImageNet's, fails here.
-    source = None if init_from is None else warmstart.read_run(init_from, trust_model)
-    backbone_weights = None if weights in (None, "none") else warmstart.read_backbone_weights(recipe.model, weights)
+    start = _read_start(recipe, data, data_options, init_from, trust_model, weights)
     dataset = _load(data, seed, data_options, hold_out_validation=validation == "holdout")
     models.check_input_shape(recipe.model, dataset.image_shape)
     verbose = verbose if verbose is not None else (1 if sys.stdout.isatty() else 2)
@@ -88,20 +84,29 @@ def train(data, recipe=recipes.DEFAULT, run_dir=None, seed: int = 0, *, data_opt
     chief = distribute.is_chief(strategy)
     run_dir = _open_run_dir(run_dir, resume, chief)
     settings = {"recipe": dataclasses.asdict(recipe), "seed": seed,  # a warm start only when there is one
-                **({"init_from": str(init_from)} if init_from else {}),
-                **({"weights": str(weights)} if weights not in (None, "none") else {})}
+                **({"init_from": str(init_from)} if init_from else {}), **({"weights": str(weights)} if start[1] else {})}
     rundir.record_settings(run_dir, settings, resume)
     if tensorboard and chief:
         callbacks = [*callbacks, keras.callbacks.TensorBoard(str(rundir.tensorboard_dir(run_dir)))]
     try:
-        result = _train_in(run_dir, dataset, recipe, seed, verbose, callbacks, validation, strategy,
-                           (source, backbone_weights))
+        result = _train_in(run_dir, dataset, recipe, seed, verbose, callbacks, validation, strategy, start)
     finally:
         if not chief:
             shutil.rmtree(run_dir, ignore_errors=True)
     if report and chief:
         result.report = _write_report(result, dataset)
     return result if chief else dataclasses.replace(result, run_dir=None)  # the chief wrote the run directory
+
+
+def _read_start(recipe, data, data_options, init_from, trust_model: bool, weights):
+    """(an earlier run's warmstart.Source, a backbone's weights), each None when not asked for, read before any
+    file is written or data decoded: a wrong file, no internet for ImageNet's, or a size the model refuses
+    fails here."""
+    if not isinstance(data, Dataset) and (data_options or {}).get("image_size") is not None:
+        models.check_input_shape(recipe.model, (*parse_image_size(data_options["image_size"]), 3))
+    source = None if init_from is None else warmstart.read_run(init_from, trust_model)
+    backbone_weights = None if weights in (None, "none") else warmstart.read_backbone_weights(recipe.model, weights)
+    return source, backbone_weights
 
 
 VALIDATIONS = ("auto", "holdout", "test", "none")

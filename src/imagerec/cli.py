@@ -191,7 +191,8 @@ def _evaluate(arguments) -> int:
 def _report(arguments) -> int:
     numbers = workflows.report_run(arguments.run_dir, arguments.data, out_dir=arguments.out,
                                    trust_model=arguments.trust_model, data_options=_loading(arguments))
-    _say(f"imagerec: report in {numbers['path']}: top-1 {100 * numbers['top1_accuracy']:.2f}%, top-3 "
+    _say(f"imagerec: report in {numbers['path']}: top-1 {100 * numbers['top1_accuracy']:.2f}% (balanced "
+         f"{100 * numbers['balanced_accuracy']:.2f}%), top-3 "
          f"{100 * numbers['top3_accuracy']:.2f}%, ECE {100 * numbers['calibration']['expected_calibration_error']:.2f}%"
          f" on {numbers['count']} test images")
     return 0

@@ -104,3 +104,24 @@ def test_what_needs_tensorflow_is_refused_on_another_backend_before_anything_is_
         distribute.make_strategy("mirrored")
     assert isinstance(distribute.make_strategy("auto"), distribute.SingleDevice)
     assert not (tmp_path / "run").exists()
+
+
+def test_random_resized_crops_are_the_same_on_jax_as_in_tensorflow(tmp_path):
+    """The crops of images of 48 px or more run in JAX's compiled step and in TensorFlow's tf.data alike."""
+    from imagerec import airbench, augment, recipes
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (4, 48, 48, 3), dtype=np.uint8)
+    plan = airbench.epoch_plan(4, 4, seed=1, epoch=0, translate=2, alternating_flip=True, crop_scale=0.35)
+    np.savez(tmp_path / "batch.npz", images=images, offsets=plan["offsets"][0], flips=plan["flips"][0],
+             boxes=plan["boxes"][0])
+    code = ("import sys, numpy as np; import no_tensorflow; from imagerec import airbench, models, recipes; "
+            f"batch = dict(np.load({str(tmp_path / 'batch.npz')!r})); "
+            "trainer = airbench.AirbenchTrainer(models.build_model('airbench_small', 3, (48, 48, 3)), "
+            "recipes.get_recipe('airbench_small')); assert trainer.crop; "
+            f"np.save({str(tmp_path / 'jax.npy')!r}, np.asarray(trainer.augmented(batch)))")
+    _run(["-c", code], "jax")
+    expected = augment.translate_and_flip(augment.resized_crop(images, plan["boxes"][0]), plan["offsets"][0],
+                                          plan["flips"][0], 0)
+    np.testing.assert_allclose(np.load(tmp_path / "jax.npy"), np.asarray(expected), atol=1e-3)
+    assert airbench.crops_for(recipes.get_recipe("airbench_small"), (48, 48, 3))

@@ -97,12 +97,12 @@ def _train_options() -> list:
                           "--set batch_size=512 --set mixed_precision=bf16 (repeatable)")),
         (("--backend",), dict(choices=backends.BACKENDS, help="Keras backend (default: $KERAS_BACKEND, else "
                               f"{backends.DEFAULT}); jax: the jax extra, airbench recipes, no TensorFlow needed")),
-        (("--validation",), dict(choices=("auto", "holdout", "test", "none"), default="auto", help="per-epoch "
+        (("--validation",), dict(choices=recipes.VALIDATIONS, default="auto", help="per-epoch "
                                  "validation: holdout (--val-split of train/, stratified; test/ is then used once, at "
                                  "the end), test, none; auto: test for the seed recipe (the tutorial's), else none")),
         (("--weights",), dict(default="none", metavar="none|imagenet|PATH", help="a Keras Applications backbone's "
-                              "start (--model of the finetune recipe): random, ImageNet (internet once) or a .weights.h5 "
-                              "file of it (default none)")),
+                              "start (--model of the finetune recipe): random, ImageNet (internet once) or a "
+                              ".weights.h5 file of it (default none)")),
         (("--model",), dict(help="the recipe's model (same as --set model=NAME); for the finetune recipe a Keras "
                             "Applications backbone: mobilenet_v3_small, efficientnet_v2_b0 or resnet50_v2")),
         (("--init-from",), dict(metavar="RUN_DIR", help="start from an earlier run's weights (same model family): "

@@ -531,8 +531,8 @@ def _split_listing(files: list, val_split: float, seed: int, split: str) -> dict
     labels = np.asarray([label for _, label in files])
     counts = np.bincount(labels)
     if counts.min() < 2:
-        raise UserError(f"cannot split off a {split} set with `val_split` {val_split}: a class has {counts.min()} file; "
-                        f"give every class 2 or more" + (", or add a test/ folder" if split == "test" else ""))
+        raise UserError(f"cannot split off a {split} set with `val_split` {val_split}: a class has {counts.min()} "
+                        f"file; give every class 2 or more" + (", or add a test/ folder" if split == "test" else ""))
     try:
         train_rows, test_rows = train_test_split(np.arange(len(files)), test_size=val_split, random_state=seed,
                                                  stratify=labels)

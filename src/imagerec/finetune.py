@@ -50,8 +50,9 @@ def fit(net, dataset, recipe, seed: int, first_epoch: int = 0, warm_layers=(), *
     backbone = net.get_layer(models.BACKBONE_LAYER)
     weights = data.class_weights(dataset.y_train, dataset.num_classes, recipe.class_weight)
     fit_options["class_weight"] = None if weights is None else dict(enumerate(weights.tolist()))
-    phases = [(first_epoch, recipe.head_epochs, 0, recipe.learning_rate),
-              (max(first_epoch, recipe.head_epochs), recipe.epochs, recipe.unfreeze_layers, recipe.finetune_learning_rate)]
+    phases = [(first_epoch, recipe.head_epochs, 0, recipe.learning_rate),  # (first epoch, end, unfrozen, rate)
+              (max(first_epoch, recipe.head_epochs), recipe.epochs, recipe.unfreeze_layers,
+               recipe.finetune_learning_rate)]
     for start, end, unfrozen, learning_rate in phases:
         if start >= end:
             continue

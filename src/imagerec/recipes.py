@@ -19,6 +19,9 @@ PRECISIONS = ("auto", "off", "bf16", "fp16")
 # none: every image counts the same; balanced: each class's images weigh n / (classes * n_class) in the loss
 # (scikit-learn's "balanced"), so that every class counts the same in total (`data.class_weights`).
 CLASS_WEIGHTS = ("none", "balanced")
+# What each epoch is validated on (`train.train`'s `validation`): a stratified hold-out of the training images,
+# the test split (the tutorial's), nothing; auto: the test split for the seed recipe, else nothing.
+VALIDATIONS = ("auto", "holdout", "test", "none")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -54,7 +54,7 @@ def train(data, recipe=recipes.DEFAULT, run_dir=None, seed: int = 0, *, data_opt
     (`report=False`: none; `tensorboard=True`: logs too). Every option is checked before data is loaded or a
     file written (UserError).
 
-    `validation` is what each epoch is validated on (`VALIDATIONS`): "holdout", a stratified slice of the
+    `validation` is what each epoch is validated on (`recipes.VALIDATIONS`): "holdout", a stratified slice of the
     training images (`val_split` of `data_options`, default 0.2), so that the test split is looked at once, at
     the end; "test", the test split, as the original tutorial does; "none"; "auto", "test" for the seed recipe
     (the tutorial) and "none" for the others (their training data and results stay those of BENCHMARKS.md).
@@ -84,7 +84,8 @@ def train(data, recipe=recipes.DEFAULT, run_dir=None, seed: int = 0, *, data_opt
     chief = distribute.is_chief(strategy)
     run_dir = _open_run_dir(run_dir, resume, chief)
     settings = {"recipe": dataclasses.asdict(recipe), "seed": seed,  # a warm start only when there is one
-                **({"init_from": str(init_from)} if init_from else {}), **({"weights": str(weights)} if start[1] else {})}
+                **({"init_from": str(init_from)} if init_from else {}),
+                **({"weights": str(weights)} if start[1] is not None else {})}
     rundir.record_settings(run_dir, settings, resume)
     if tensorboard and chief:
         callbacks = [*callbacks, keras.callbacks.TensorBoard(str(rundir.tensorboard_dir(run_dir)))]
@@ -109,13 +110,10 @@ def _read_start(recipe, data, data_options, init_from, trust_model: bool, weight
     return source, backbone_weights
 
 
-VALIDATIONS = ("auto", "holdout", "test", "none")
-
-
 def resolve_validation(validation: str, recipe) -> str:
     """The per-epoch validation a run uses: `validation`, with "auto" resolved (see `train`)."""
-    if validation not in VALIDATIONS:
-        raise UserError(f"`validation` must be one of {', '.join(VALIDATIONS)}, got {validation!r}")
+    if validation not in recipes.VALIDATIONS:
+        raise UserError(f"`validation` must be one of {', '.join(recipes.VALIDATIONS)}, got {validation!r}")
     if validation == "auto":
         return "test" if isinstance(recipe, recipes.SeedRecipe) else "none"
     return validation

@@ -68,7 +68,8 @@ def apply(net, source: Source, class_names) -> dict:
     loaded, new = [], []
     for name, layer in layers_with_weights(net).items():
         weights = source.weights.get(name)
-        if name != head and weights is not None and [w.shape for w in weights] == [tuple(v.shape) for v in layer.weights]:
+        shapes_match = weights is not None and [w.shape for w in weights] == [tuple(v.shape) for v in layer.weights]
+        if name != head and shapes_match:
             for variable, value in zip(layer.weights, weights):
                 variable.assign(value.astype(variable.dtype))
             loaded.append(name)

@@ -42,3 +42,18 @@ def test_predict_paths_checks_the_paths_before_loading_the_model(airbench_run, t
     monkeypatch.setattr(workflows.saving, "load_model", lambda *args, **kwargs: pytest.fail("loaded the model"))
     with pytest.raises(UserError, match="path does not exist: .*no-image.jpg"):
         workflows.predict_paths(airbench_run, [tmp_path / "no-image.jpg"])
+
+
+def test_a_run_that_held_out_validation_images_is_evaluated_from_its_own_cache(photo_folder, tmp_path, monkeypatch):
+    from imagerec import data, recipes, train
+
+    options = {"cache_dir": tmp_path / "cache", "image_size": 48}
+    run = train.train(str(photo_folder), recipes.get_recipe("airbench_small", epochs=1, batch_size=16),
+                      tmp_path / "run", validation="holdout", data_options=options, report=False, verbose=0)
+
+    def decoded_again(*arguments, **keywords):
+        raise AssertionError("the run's data was decoded again")
+
+    monkeypatch.setattr(data, "decode_image", decoded_again)
+    result = workflows.evaluate_model(tmp_path / "run", data_options={"cache_dir": tmp_path / "cache"})
+    assert result["accuracy"] == pytest.approx(run.metrics["test_accuracy"], abs=1e-9)

@@ -220,8 +220,6 @@ def load_dataset(source: str = DEFAULT_SOURCE, image_size=None, val_split: float
         # Absolute: a run records its source, and `report`/`export` find the data again from any folder.
         path = Path(os.path.abspath(Path(source).expanduser()))  # "a/../b" → "b"; symbolic links kept
         dataset = _load_path(path, image_size, cache, progress, max_extract_bytes, split)
-    if len(dataset.y_test) == 0:
-        dataset = _split_off_test(dataset, val_split, seed)
     if hold_out_validation and dataset.y_val is None:
         dataset = hold_out(dataset, val_split, seed)
     return dataset
@@ -526,19 +524,24 @@ def _split_listing(files: list, val_split: float, seed: int, split: str) -> dict
     """{"train": ..., split: ...}: `val_split` of each class's files (stratified, seeded) become `split` (the test
     split of a tree without test/, or the validation split), chosen from the listing so that each split is
     decoded straight into its own cache file."""
+    kept, taken = stratified_rows(np.asarray([label for _, label in files]), val_split, seed, split)
+    return {"train": [files[row] for row in kept], split: [files[row] for row in taken]}
+
+
+def stratified_rows(labels: np.ndarray, fraction: float, seed: int, split: str) -> tuple:
+    """(rows kept, rows taken), each sorted: `fraction` of each class's rows of `labels` taken for `split`
+    (scikit-learn's stratified train_test_split, seeded). UserError when a class is too small to split."""
     from sklearn.model_selection import train_test_split
 
-    labels = np.asarray([label for _, label in files])
     counts = np.bincount(labels)
     if counts.min() < 2:
-        raise UserError(f"cannot split off a {split} set with `val_split` {val_split}: a class has {counts.min()} "
-                        f"file; give every class 2 or more" + (", or add a test/ folder" if split == "test" else ""))
+        raise UserError(f"cannot split off a {split} set with `val_split` {fraction}: a class has {counts.min()} "
+                        f"image; give every class 2 or more" + (", or add a test/ folder" if split == "test" else ""))
     try:
-        train_rows, test_rows = train_test_split(np.arange(len(files)), test_size=val_split, random_state=seed,
-                                                 stratify=labels)
+        kept, taken = train_test_split(np.arange(len(labels)), test_size=fraction, random_state=seed, stratify=labels)
     except ValueError as error:
-        raise UserError(f"cannot split off a {split} set with `val_split` {val_split}: {error}") from error
-    return {"train": [files[row] for row in sorted(train_rows)], split: [files[row] for row in sorted(test_rows)]}
+        raise UserError(f"cannot split off a {split} set with `val_split` {fraction}: {error}") from error
+    return np.sort(kept), np.sort(taken)
 
 
 def _tree_key(root: Path, splits: dict, image_size) -> str:
@@ -697,33 +700,13 @@ def _read_cache(folder: Path, label: str, test_split: str) -> Dataset:
 
 # ---------------------------------------------------------------- split
 
-def _split_off_test(dataset: Dataset, val_split: float, seed: int) -> Dataset:
-    from sklearn.model_selection import train_test_split
-
-    try:
-        x_train, x_test, y_train, y_test = train_test_split(
-            dataset.x_train, dataset.y_train, test_size=val_split, random_state=seed,
-            stratify=dataset.y_train)
-    except ValueError as error:
-        raise UserError(f"cannot split off a test set with `val_split` {val_split}: {error}") from error
-    return dataclasses.replace(dataset, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
-                               test_split=f"val-split {val_split}")
-
-
 def hold_out(dataset: Dataset, fraction: float, seed: int) -> Dataset:
     """The dataset with `fraction` of each class of its training images (stratified, seeded) moved to
     `x_val`/`y_val`, the per-epoch validation data, so that the test split is looked at once, at the end.
     In memory (a copy of the training images); `load_dataset(hold_out_validation=True)` does it while decoding."""
-    from sklearn.model_selection import train_test_split
-
-    try:
-        train_rows, validation_rows = train_test_split(np.arange(len(dataset.y_train)), test_size=fraction,
-                                                       random_state=seed, stratify=dataset.y_train)
-    except ValueError as error:
-        raise UserError(f"cannot hold out a validation set with `val_split` {fraction}: {error}") from error
-    train_rows, validation_rows = np.sort(train_rows), np.sort(validation_rows)
-    return dataclasses.replace(dataset, x_train=dataset.x_train[train_rows], y_train=dataset.y_train[train_rows],
-                               x_val=dataset.x_train[validation_rows], y_val=dataset.y_train[validation_rows])
+    kept, taken = stratified_rows(dataset.y_train, fraction, seed, "validation")
+    return dataclasses.replace(dataset, x_train=dataset.x_train[kept], y_train=dataset.y_train[kept],
+                               x_val=dataset.x_train[taken], y_val=dataset.y_train[taken])
 
 
 def class_weights(labels: np.ndarray, num_classes: int, mode: str = "balanced") -> np.ndarray | None:

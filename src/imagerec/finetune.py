@@ -2,42 +2,16 @@
 
 Phase 1 trains the head on the frozen backbone; phase 2 unfreezes the backbone's top `unfreeze_layers` layers
 (BatchNormalization excepted, and the backbone is called in inference mode: Keras' transfer-learning guide) and
-trains on at a lower learning rate. Batches are read from the uint8 arrays (memory maps too) one at a time by a
-`keras.utils.PyDataset`, so any Keras backend trains it and memory does not grow with the data. `train.train`
+trains on at a lower learning rate. Batches are read from the uint8 arrays (memory maps too) one at a time
+(`batches.ArrayBatches`), so any Keras backend trains it and memory does not grow with the data. `train.train`
 calls `fit` inside the run's strategy scope and dtype policy; the run directory stays `train`'s.
 """
 
 import keras
-import numpy as np
 
 from imagerec import data, distribute, models
+from imagerec.batches import ArrayBatches
 from imagerec.errors import UserError
-
-
-class ShuffledBatches(keras.utils.PyDataset):
-    """Batches (float32 images, int32 labels) of uint8 arrays in a seeded order, reshuffled every epoch (the
-    order depends only on (seed, epoch): a resumed run sees the batches an uninterrupted one would); the last
-    batch may be partial."""
-
-    def __init__(self, images, labels, batch_size: int, seed: int, epoch: int):
-        super().__init__()
-        self.images, self.labels, self.batch_size, self.seed = images, labels, batch_size, seed
-        self.epoch = epoch
-        self.order = self._order()
-
-    def _order(self) -> np.ndarray:
-        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.labels))
-
-    def __len__(self):
-        return -(-len(self.labels) // self.batch_size)
-
-    def __getitem__(self, index):
-        rows = np.sort(self.order[index * self.batch_size:(index + 1) * self.batch_size])  # in file order: faster
-        return self.images[rows].astype(np.float32), self.labels[rows]
-
-    def on_epoch_end(self):
-        self.epoch += 1
-        self.order = self._order()
 
 
 def fit(net, dataset, recipe, seed: int, first_epoch: int = 0, warm_layers=(), **fit_options) -> None:
@@ -59,7 +33,7 @@ def fit(net, dataset, recipe, seed: int, first_epoch: int = 0, warm_layers=(), *
         unfreeze_top(backbone, unfrozen)
         net.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
                     metrics=["accuracy"], jit_compile=recipe.jit_compile)  # compiling again applies `trainable`
-        batches = ShuffledBatches(dataset.x_train, dataset.y_train, recipe.batch_size, seed, start)
+        batches = ArrayBatches(dataset.x_train, dataset.y_train, recipe.batch_size, seed, start)
         distribute.fit(net, batches, epochs=end, initial_epoch=start, **fit_options)
 
 

@@ -269,8 +269,20 @@ def find_model_info(artefact):
 
 def data_source(model) -> str | None:
     """The data the run that wrote `model` (a run directory or one of its artefacts) was trained on, or None."""
+    source = _run_metrics(model).get("data", {})
+    return source["source"] if isinstance(source, dict) and isinstance(source.get("source"), str) else None
+
+
+def held_out_validation(model) -> bool:
+    """Whether the run that wrote `model` held out a validation split of its training images (its data's cache
+    then has that split: loading the data alike finds the cache instead of decoding again)."""
+    return _run_metrics(model).get("validation") == "holdout"
+
+
+def _run_metrics(model) -> dict:
+    """metrics.json of the run that wrote `model`, or {}."""
     for folder in describing_folders(resolve_model(model)):
-        source = read_metrics(folder).get("data", {})
-        if isinstance(source, dict) and isinstance(source.get("source"), str):
-            return source["source"]
-    return None
+        metrics = read_metrics(folder)
+        if metrics:
+            return metrics
+    return {}

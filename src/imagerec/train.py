@@ -1,9 +1,10 @@
 """Training: run a recipe on a dataset, score it, save it and report it, into one run directory.
 
-Flow: Dataset (uint8) → the recipe type's trainer (`TRAINERS`: `seed_training`, `airbench`) under a
-tf.distribute strategy (TensorFlow; one device on other Keras backends) → the inference model → scores on
-the test split → model files, history, curves and metrics (`rundir` names them, every file written atomically) → the report. Also here: resume, the NaN stop
-and mixed precision. Keras' backend is chosen before Keras is imported (`backends.use`): the airbench
+Flow: Dataset (uint8) → the recipe type's trainer (`TRAINERS`: `seed_training`, `airbench`, `finetune`) under
+a tf.distribute strategy (TensorFlow; one device on other Keras backends), from a warm start if asked →
+the inference model → scores on the test split → model files, history, curves and metrics (`rundir` names
+them, every file written atomically) → the report. Also here: validation, resume, the NaN stop and mixed
+precision. Keras' backend is chosen before Keras is imported (`backends.use`): the airbench
 recipes train on any; the seed recipe, `deterministic` and strategies other than auto/default need TensorFlow.
 """
 
@@ -23,6 +24,7 @@ from imagerec import (airbench, backends, distribute, evaluate, finetune, machin
                       saving, seed_training, warmstart)
 from imagerec.classifier import Classifier
 from imagerec import data as data_module
+from imagerec.batches import ArrayBatches
 from imagerec.data import Dataset, check_seed, load_dataset, parse_image_size
 from imagerec.errors import UserError, printable
 
@@ -50,24 +52,16 @@ def train(data, recipe=recipes.DEFAULT, run_dir=None, seed: int = 0, *, data_opt
           verbose: int | None = None) -> RunResult:
     """Train `recipe` (a recipe, or a name for `recipes.get_recipe`) on `data` (a `data.Dataset`, or a source
     for `data.load_dataset` with `data_options`), score it on the test split, save every model format, the
-    history, curves and metrics under `run_dir` (default runs/<timestamp>) and the report in its report/
-    (`report=False`: none; `tensorboard=True`: logs too). Every option is checked before data is loaded or a
-    file written (UserError).
+    history, curves, metrics and (unless `report=False`) the report under `run_dir` (default runs/<timestamp>;
+    `tensorboard=True`: logs too). Every option is checked before data is loaded or a file written (UserError).
 
-    `validation` is what each epoch is validated on (`recipes.VALIDATIONS`): "holdout", a stratified slice of the
-    training images (`val_split` of `data_options`, default 0.2), so that the test split is looked at once, at
-    the end; "test", the test split, as the original tutorial does; "none"; "auto", "test" for the seed recipe
-    (the tutorial) and "none" for the others (their training data and results stay those of BENCHMARKS.md).
-    `callbacks` are extra Keras callbacks for the fit. `init_from` (a run directory or model file of the same
-    model family, loaded safely unless `trust_model`) warm-starts the net: layers matched by name and shape, a
-    new head when the classes differ (`warmstart`). `weights` fills a Keras Applications backbone first: "none"
-    (random), "imagenet" (Keras' download: internet once) or a .weights.h5 file of that backbone.
-    Training state is backed up after every epoch (Keras' BackupAndRestore); `resume=True` continues an
-    interrupted run in `run_dir` from its last completed epoch. A NaN or infinite loss stops training with a
-    UserError and keeps that backup. `deterministic=True` turns on TensorFlow's op determinism (for the whole
-    process): with the same seed, two runs on the same CPU give bit-identical weights and history.
-    `strategy` is a tf.distribute strategy or its name (`distribute.STRATEGIES`). Under multiworker every
-    worker runs all of this alike, but only the chief writes `run_dir`.
+    `validation`: what each epoch is validated on (`resolve_validation`); `callbacks`: extra Keras callbacks;
+    `init_from` (a run of the same model family, loaded safely unless `trust_model`) and `weights` (none,
+    imagenet or a .weights.h5 file of a Keras Applications backbone) warm-start the net (`warmstart`). State is
+    backed up every epoch (BackupAndRestore): `resume=True` continues an interrupted run in `run_dir`; a NaN loss
+    stops with a UserError and keeps the backup. `deterministic=True`: TensorFlow's op determinism (for the
+    process; bit-identical runs per seed on one CPU). `strategy`: a tf.distribute strategy or its name
+    (`distribute.STRATEGIES`); under multiworker every worker runs this alike, only the chief writes `run_dir`.
     """
     recipe = _recipe_as_run(recipe)
     validation = resolve_validation(validation, recipe)
@@ -76,17 +70,12 @@ def train(data, recipe=recipes.DEFAULT, run_dir=None, seed: int = 0, *, data_opt
     start = _read_start(recipe, data, data_options, init_from, trust_model, weights)
     dataset = _load(data, seed, data_options, hold_out_validation=validation == "holdout")
     models.check_input_shape(recipe.model, dataset.image_shape)
-    verbose = verbose if verbose is not None else (1 if sys.stdout.isatty() else 2)
-    if verbose:
-        print(printable(_describe_start(dataset, recipe, strategy)), flush=True)
+    verbose = _say_start(verbose, dataset, recipe, strategy)
     if deterministic:
         _enable_op_determinism()
     chief = distribute.is_chief(strategy)
     run_dir = _open_run_dir(run_dir, resume, chief)
-    settings = {"recipe": dataclasses.asdict(recipe), "seed": seed,  # a warm start only when there is one
-                **({"init_from": str(init_from)} if init_from else {}),
-                **({"weights": str(weights)} if start[1] is not None else {})}
-    rundir.record_settings(run_dir, settings, resume)
+    rundir.record_settings(run_dir, _settings(recipe, seed, init_from, weights), resume)
     if tensorboard and chief:
         callbacks = [*callbacks, keras.callbacks.TensorBoard(str(rundir.tensorboard_dir(run_dir)))]
     try:
@@ -97,6 +86,20 @@ def train(data, recipe=recipes.DEFAULT, run_dir=None, seed: int = 0, *, data_opt
     if report and chief:
         result.report = _write_report(result, dataset)
     return result if chief else dataclasses.replace(result, run_dir=None)  # the chief wrote the run directory
+
+
+def _settings(recipe, seed: int, init_from, weights) -> dict:
+    """What run.json records and `resume` checks: the recipe, the seed and any warm start."""
+    return {"recipe": dataclasses.asdict(recipe), "seed": seed, **({"init_from": str(init_from)} if init_from else {}),
+            **({"weights": str(weights)} if weights not in (None, "none") else {})}
+
+
+def _say_start(verbose, dataset, recipe, strategy) -> int:
+    """The Keras verbosity (a bar on a terminal, a line per epoch in logs), after printing what is trained."""
+    verbose = verbose if verbose is not None else (1 if sys.stdout.isatty() else 2)
+    if verbose:
+        print(printable(_describe_start(dataset, recipe, strategy)), flush=True)
+    return verbose
 
 
 def _read_start(recipe, data, data_options, init_from, trust_model: bool, weights):
@@ -111,7 +114,10 @@ def _read_start(recipe, data, data_options, init_from, trust_model: bool, weight
 
 
 def resolve_validation(validation: str, recipe) -> str:
-    """The per-epoch validation a run uses: `validation`, with "auto" resolved (see `train`)."""
+    """The per-epoch validation a run uses (`recipes.VALIDATIONS`): "holdout", a stratified slice of the training
+    images (`val_split` of the data options, default 0.2), so that the test split is looked at once, at the end;
+    "test", the test split, as the original tutorial does; "none"; "auto": "test" for the seed recipe (the
+    tutorial) and "none" for the others (their training data and results stay those of BENCHMARKS.md)."""
     if validation not in recipes.VALIDATIONS:
         raise UserError(f"`validation` must be one of {', '.join(recipes.VALIDATIONS)}, got {validation!r}")
     if validation == "auto":
@@ -264,22 +270,7 @@ def _validation_data(images, labels):
     memory map), batches read from them one at a time (Keras would copy whole arrays into a tensor)."""
     if images.nbytes <= airbench.IN_GRAPH_BYTES:
         return images, labels
-    return MappedBatches(images, labels, distribute.VALIDATION_BATCH)
-
-
-class MappedBatches(keras.utils.PyDataset):
-    """(float32 images, labels) batches read in order from uint8 arrays such as memory maps."""
-
-    def __init__(self, images, labels, batch_size: int):
-        super().__init__()
-        self.images, self.labels, self.batch_size = images, labels, batch_size
-
-    def __len__(self):
-        return -(-len(self.labels) // self.batch_size)
-
-    def __getitem__(self, index):
-        rows = slice(index * self.batch_size, (index + 1) * self.batch_size)
-        return self.images[rows].astype(np.float32), self.labels[rows]
+    return ArrayBatches(images, labels, distribute.VALIDATION_BATCH)
 
 
 def _safety_callbacks(run_dir, strategy) -> list:

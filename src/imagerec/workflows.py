@@ -17,7 +17,9 @@ def load_model_and_data(model, data_source=None, trust_model: bool = False, data
     data's classes are not the model's."""
     source = data_source or rundir.data_source(model) or data.DEFAULT_SOURCE
     classifier = saving.load_model(model, trust_model=trust_model)
-    dataset = data.load_dataset(source, image_size=classifier.input_shape[:2], **(data_options or {}))
+    same_split = data_source is None and rundir.held_out_validation(model)  # the run's cache, not a new decode
+    dataset = data.load_dataset(source, image_size=classifier.input_shape[:2], hold_out_validation=same_split,
+                                **(data_options or {}))
     if dataset.num_classes != len(classifier.class_names):
         raise UserError(f"the data has {dataset.num_classes} classes but the model predicts "
                         f"{len(classifier.class_names)}")

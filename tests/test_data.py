@@ -11,6 +11,8 @@ from PIL import Image, ImageOps
 from imagerec import data
 from imagerec.errors import UserError
 
+import hostile_files
+
 
 def _save(path: Path, image: Image.Image, format_name=None):
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -234,10 +236,11 @@ def test_a_large_jpeg_is_decoded_at_a_reduced_scale_with_the_same_result():
     buffer = io.BytesIO()
     Image.fromarray(smooth).save(buffer, "JPEG", quality=95)
     content = buffer.getvalue()
-    assert data.decoded_pixel_count(content, (32, 32)) == 128 * 96  # 1/8 of each side, still >= 32
+    # 1/8 of each side (still >= 32), plus an eighth of the full size for its one scan
+    assert data.decode_work(content, (32, 32)) == 128 * 96 + 1024 * 768 // 8
     png = io.BytesIO()
     Image.fromarray(smooth).save(png, "PNG")
-    assert data.decoded_pixel_count(png.getvalue(), (32, 32)) == 1024 * 768  # PNG has no reduced decode
+    assert data.decode_work(png.getvalue(), (32, 32)) == 1024 * 768  # PNG has no reduced decode
     reduced = data.decode_image(content, (32, 32)).astype(int)
     with Image.open(io.BytesIO(content)) as full:
         reference = np.asarray(ImageOps.fit(full.convert("RGB"), (32, 32), Image.Resampling.BILINEAR)).astype(int)
@@ -424,3 +427,59 @@ def test_a_validation_hold_out_is_stratified_decoded_apart_and_leaves_the_test_s
     assert sorted(map(bytes, pooled)) == sorted(map(bytes, np.asarray(plain.x_train).reshape(20, -1)))
     in_memory = data.hold_out(plain, 0.2, seed=0)  # the same split, for a Dataset already in memory
     np.testing.assert_array_equal(in_memory.y_val, held.y_val)
+
+
+# ---------------------------------------------------------------- hostile images (issue 20)
+
+def _no_decoding(monkeypatch):
+    from PIL import ImageFile
+
+    def refuse(*_):
+        raise AssertionError("a pixel was decoded")
+    monkeypatch.setattr(ImageFile.ImageFile, "load", refuse)
+
+
+def test_a_progressive_jpeg_scan_bomb_is_refused_from_its_markers(monkeypatch, tmp_path):
+    bomb = hostile_files.scan_bomb(side=1000, repeats=300)  # small enough that the old code decodes it quickly
+    _no_decoding(monkeypatch)
+    for call in (data.decode_work, data.decode_image):
+        with pytest.raises(data.ImageTooLargeError, match="306 scans, over the limit of 100"):
+            call(bomb, (32, 32))
+    path = tmp_path / "bomb.jpg"
+    path.write_bytes(bomb)  # the same guard for files (training data, `imagerec predict`)
+    with pytest.raises(data.ImageTooLargeError, match="scans"):
+        data.decode_image(path)
+
+
+def test_the_work_of_a_progressive_jpeg_counts_every_scan_at_full_size():
+    buffer = io.BytesIO()
+    Image.new("L", (800, 800), 128).save(buffer, "JPEG", progressive=True, quality=50)  # 6 scans
+    assert data.decode_work(buffer.getvalue(), (32, 32)) == 100 * 100 + 800 * 800 * 6 // 8
+    assert data.decode_image(buffer.getvalue(), (32, 32)).shape == (32, 32, 3)  # a genuine one decodes
+
+
+@pytest.mark.parametrize("wrap", [hostile_files.ico_wrapping, hostile_files.icns_wrapping])
+def test_icons_that_decode_while_opening_are_refused_before_any_pixel(wrap, monkeypatch):
+    icon = wrap(hostile_files.large_png(1500))
+    _no_decoding(monkeypatch)
+    for call in (data.decode_work, data.decode_image):
+        with pytest.raises(data.ImageDecodeError, match="not one of JPEG"):
+            call(icon, (32, 32))
+
+
+def test_a_jpeg_whose_header_declares_more_than_its_data_holds_is_truncated():
+    with pytest.raises(data.ImageDecodeError, match="truncated JPEG"):
+        data.decode_image(hostile_files.patched_size_jpeg(), (32, 32))
+    genuine = io.BytesIO()
+    Image.new("RGB", (3000, 3000), (128, 128, 128)).save(genuine, "JPEG")  # flat: ~1 bit per block, still fine
+    assert data.decode_image(genuine.getvalue(), (32, 32)).shape == (32, 32, 3)
+
+
+def test_a_scan_bomb_in_training_data_is_skipped_with_its_reason(tmp_path):
+    root = tmp_path / "tree"
+    for name, color in (("a", (255, 0, 0)), ("b", (0, 0, 255))):
+        for index in range(3):
+            _save(root / "train" / name / f"{index}.png", _rgb(color))
+    (root / "train" / "a" / "bomb.jpg").write_bytes(hostile_files.scan_bomb(side=1000, repeats=300))
+    dataset = data.load_dataset(str(root), cache_dir=tmp_path / "cache", progress=False)
+    assert dataset.skipped_count == 1 and "scans" in dataset.skipped[0]["reason"]

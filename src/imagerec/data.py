@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from imagerec import fileio
+from imagerec import fileio, jpeg_markers
 from imagerec.errors import UserError, printable
 
 # bump when decoding changes, so old caches are not reused (2: JPEG draft; 3: .npy memory maps, center crop)
@@ -110,11 +110,12 @@ def decode_image(source, image_size=(32, 32), max_pixels: int | None = None) -> 
     EXIF rotation is applied; then the image is resized so that it covers `image_size` (height, width) and
     its center cropped to it (an image of the same aspect ratio is simply resized; nothing is stretched). A JPEG
     much larger than that is decoded at a reduced scale (1/2, 1/4 or 1/8, still at least `image_size`) first.
+    Only IMAGE_FORMATS are opened (Pillow's plugins for some others, ICO and ICNS, decode while opening).
     Raises ImageTooLargeError when the header declares more than `max_pixels` (default: Pillow's
-    decompression-bomb limit), before any pixel is decoded, and ImageDecodeError for anything Pillow cannot
-    fully decode (truncated, not an image).
+    decompression-bomb limit), or a JPEG more than MAX_JPEG_SCANS scans, before any pixel is decoded, and
+    ImageDecodeError for anything Pillow cannot fully decode (truncated, not an image).
     """
-    with _opened(source, image_size, max_pixels) as image:
+    with _opened(source, image_size, max_pixels) as (image, _):
         try:
             image.load()
             image = ImageOps.exif_transpose(image)
@@ -129,30 +130,46 @@ def decode_image(source, image_size=(32, 32), max_pixels: int | None = None) -> 
             raise ImageDecodeError(_describe_decode_error(error)) from error
 
 
-def decoded_pixel_count(source, image_size=(32, 32), max_pixels: int | None = None) -> int:
-    """How many pixels `decode_image` would decode (after any JPEG reduction), read from the header only.
+def decode_work(source, image_size=(32, 32), max_pixels: int | None = None) -> int:
+    """The work `decode_image` would do, in pixels decoded, read from the header and markers only.
 
-    The work of decoding grows with this number; a server sums it over a request to bound that work before
-    decoding anything. Raises as `decode_image` does for a header over `max_pixels` or an unreadable file.
+    A server sums it over a request to bound that work before decoding anything. Most formats: width x
+    height. A JPEG: the pixels at the reduced scale it is decoded at, plus an eighth of its full size for each
+    scan, since libjpeg reads every scan's coefficients at full size (measured here: ~1 ns per full-size pixel
+    and scan, against ~8 ns per pixel decoded). Raises as `decode_image` does for a header over `max_pixels`,
+    a scan bomb or an unreadable file.
     """
-    with _opened(source, image_size, max_pixels) as image:
-        return image.width * image.height
+    with _opened(source, image_size, max_pixels) as (image, jpeg):
+        scans_work = 0 if jpeg is None else jpeg.width * jpeg.height * jpeg.scans // 8
+        return image.width * image.height + scans_work
+
+
+# The formats imagerec opens: what cameras, phones, screenshots and data sets use. Pillow's ICO and ICNS
+# plugins decode the largest embedded image while "opening" (before any size check), others are rare enough
+# to be more risk than use. (Pillow's JPEG plugin also opens phones' MPO files, as format "MPO".)
+IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "PPM")
+# libjpeg-turbo's `djpeg -maxscans` idea: a progressive JPEG has about 10 scans (Pillow's, libjpeg's default
+# script) and rarely more than 20; 1,000 repeated scans are an attack (each one costs a full-size pass).
+MAX_JPEG_SCANS = 100
 
 
 @contextlib.contextmanager
 def _opened(source, image_size, max_pixels):
-    """The image with only its header read, checked against `max_pixels`, set to decode reduced if a JPEG."""
+    """(image with only its header read, its JpegStructure or None): checked against `max_pixels`, a JPEG
+    checked for scan bombs and truncation, and set to decode reduced."""
     if isinstance(source, bytes):
         source = io.BytesIO(source)
     try:
-        image = Image.open(source)  # opening reads the header only (and warns above ~89 Mpixels)
+        image = Image.open(source, formats=IMAGE_FORMATS)  # the header only (and warns above ~89 Mpixels)
     except Image.DecompressionBombError as error:  # over twice Pillow's own limit, refused at open
         raise ImageTooLargeError(_describe_decode_error(error)) from error
     except Exception as error:  # noqa: BLE001
         raise ImageDecodeError(_describe_decode_error(error)) from error
     with image:
         _check_pixel_count(image, max_pixels)
-        if image.format == "JPEG":
+        jpeg = None
+        if image.format in ("JPEG", "MPO"):
+            jpeg = _checked_jpeg(image)
             # libjpeg scales while decoding (DCT scaling): decoding a 4000x3000 photo for a 32x32 model at 1/8
             # costs 1/64 of the full decode. The side is the larger of the two, since EXIF may rotate it.
             side = max(image_size)
@@ -160,7 +177,26 @@ def _opened(source, image_size, max_pixels):
                 image.draft(None, (side, side))
             except Exception as error:  # noqa: BLE001
                 raise ImageDecodeError(_describe_decode_error(error)) from error
-        yield image
+        yield image, jpeg
+
+
+def _checked_jpeg(image) -> jpeg_markers.JpegStructure:
+    """The markers of the JPEG `image` was opened from (read again from its start, its position kept)."""
+    position = image.fp.tell()
+    try:
+        image.fp.seek(0)
+        structure = jpeg_markers.read_structure(image.fp.read())
+    except (OSError, jpeg_markers.MalformedJpeg) as error:
+        raise ImageDecodeError(f"not a well-formed JPEG: {error}") from error
+    finally:
+        image.fp.seek(position)
+    if structure.scans > MAX_JPEG_SCANS:
+        raise ImageTooLargeError(f"JPEG has {structure.scans:,} scans, over the limit of {MAX_JPEG_SCANS} (each "
+                                 f"one is decoded over the whole image)")
+    if structure.looks_truncated:
+        raise ImageDecodeError(f"truncated JPEG: {structure.entropy_bytes:,} bytes of image data cannot hold the "
+                               f"{structure.width}x{structure.height} its header declares")
+    return structure
 
 
 def _check_pixel_count(image, max_pixels) -> None:
@@ -171,7 +207,7 @@ def _check_pixel_count(image, max_pixels) -> None:
 
 def _describe_decode_error(error: Exception) -> str:
     if isinstance(error, Image.UnidentifiedImageError):
-        return "not an image"
+        return f"not an image, or not one of {', '.join(IMAGE_FORMATS)}"
     text = str(error).splitlines()[0] if str(error) else type(error).__name__
     return text[:200]
 
@@ -253,7 +289,7 @@ def default_image_size(files) -> tuple:
     sample = files[::max(1, len(files) // SIZE_SAMPLE)][:SIZE_SAMPLE]
     sides = []
     for file in sample:
-        with contextlib.suppress(Exception), Image.open(file) as image:  # unreadable files are skipped later
+        with contextlib.suppress(Exception), Image.open(file, formats=IMAGE_FORMATS) as image:  # unreadable files are skipped later
             sides.append(min(image.size))
     if not sides:
         return CIFAR10_IMAGE_SIZE

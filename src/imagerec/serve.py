@@ -297,7 +297,7 @@ def decode_images(contents: list, image_size, limits: ServeLimits, deadline: flo
     """
     total = 0
     for name, content in contents:
-        total += _image_call(data.decoded_pixel_count, content, name, image_size, limits.max_image_pixels)
+        total += _image_call(data.decode_work, content, name, image_size, limits.max_image_pixels)
     if total > limits.max_request_pixels:
         raise RequestError(413, f"the request's images add up to {total:,} pixels to decode, over the limit of "
                                 f"{limits.max_request_pixels:,}")

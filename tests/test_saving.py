@@ -228,3 +228,86 @@ def test_a_model_swapped_between_check_and_load_is_never_run(swap, seed_run, tmp
     monkeypatch.setattr(tf.saved_model, "load", real_load)
     expected = saving.load_model(run_dir / rundir.KERAS_FILE).predict_proba(images)
     np.testing.assert_allclose(probabilities, expected, atol=1e-5)  # the checked model, not the hostile one
+
+
+# ---------------------------------------------------------------- hostile model files (issue 20)
+
+def test_an_hdf5_file_behind_a_model_keras_symlink_is_refused_without_running_it(tmp_path):
+    marker = tmp_path / "marker"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _code_running_model(marker).save(tmp_path / "plain.h5")
+    hdf5 = tmp_path / "plain.h5"
+    hdf5.write_bytes(hdf5.read_bytes() + b"PK\x05\x06" + b"\0" * 18)  # an empty zip's end record: is_zipfile says yes
+    link = tmp_path / "link" / "model.keras"
+    link.parent.mkdir()
+    link.symlink_to(hdf5)
+    with pytest.raises(UserError, match="not a .keras file.*HDF5"):
+        saving.load_model(link)
+    assert not marker.exists()
+
+
+def _rewritten_keras(source: Path, target: Path, edit) -> Path:
+    """A copy of the .keras file `source` whose config.json is `edit(config text)`."""
+    import zipfile
+
+    with zipfile.ZipFile(source) as original, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as copy:
+        for member in original.infolist():
+            content = original.read(member)
+            copy.writestr(member.filename, edit(content.decode()) if member.filename == "config.json" else content)
+    return target
+
+
+def _shape_free_model(tmp_path) -> Path:
+    import keras
+
+    inputs = keras.Input(shape=(32, 32, 3))
+    model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(
+        keras.layers.GlobalAveragePooling2D()(inputs)))
+    model.save(tmp_path / "small.keras")
+    return tmp_path / "small.keras"
+
+
+@pytest.mark.parametrize("trust_model", [False, True])
+def test_a_keras_file_declaring_a_huge_input_is_refused_at_load(tmp_path, trust_model):
+    huge = _rewritten_keras(_shape_free_model(tmp_path), tmp_path / "huge.keras",
+                            lambda config: config.replace("[null, 32, 32, 3]", "[null, 50000, 50000, 3]"))
+    with pytest.raises(UserError, match=r"50000, 50000, 3\], over the limit of 1024"):
+        saving.load_model(huge, trust_model=trust_model)
+
+
+def test_a_keras_zip_bomb_is_refused_from_its_declared_sizes(tmp_path, monkeypatch):
+    import keras
+
+    bomb = _rewritten_keras(_shape_free_model(tmp_path), tmp_path / "bomb.keras",
+                            lambda config: config[:-1] + " " * (40 * 2**20) + config[-1])
+    assert bomb.stat().st_size < 2**20
+    monkeypatch.setattr(keras.saving, "load_model", lambda *_, **__: pytest.fail("Keras opened the bomb"))
+    with pytest.raises(UserError, match="config.json.*zip bomb"):
+        saving.load_model(bomb)
+
+
+def _run_copy(run_dir: Path, folder: Path, names) -> Path:
+    folder.mkdir()
+    for name in names:
+        shutil.copy(run_dir / name, folder / name)
+    return folder
+
+
+def test_edited_class_names_in_a_runs_model_json_are_refused(seed_run, tmp_path):
+    run = _run_copy(seed_run, tmp_path / "run", [rundir.KERAS_FILE, rundir.MODEL_INFO_FILE, rundir.MANIFEST_FILE])
+    info = json.loads((run / rundir.MODEL_INFO_FILE).read_text())
+    (run / rundir.MODEL_INFO_FILE).write_text(json.dumps({**info, "class_names": ["a", "b", "c", "d"]}))
+    with pytest.raises(UserError, match="model.json .*changed after imagerec wrote it"):
+        saving.load_model(run / rundir.KERAS_FILE)
+    assert saving.load_model(run / rundir.KERAS_FILE, trust_model=True).class_names == ("a", "b", "c", "d")
+
+
+@pytest.mark.parametrize("edit", [{"input_shape": "abc"}, {"input_shape": [-1, 32, 3]}, {"input_shape": [0, 0, 3]},
+                                  {"class_names": []}, {"input_shape": [32, 32]}])
+def test_a_damaged_model_json_beside_weights_is_one_error(seed_run, tmp_path, edit):
+    run = _run_copy(seed_run, tmp_path / "weights", [rundir.WEIGHTS_FILE, rundir.MODEL_INFO_FILE])
+    info = json.loads((run / rundir.MODEL_INFO_FILE).read_text())
+    (run / rundir.MODEL_INFO_FILE).write_text(json.dumps({**info, **edit}))
+    with pytest.raises(UserError, match="model.json is damaged"):
+        saving.load_model(run / rundir.WEIGHTS_FILE)

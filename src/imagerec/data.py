@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from imagerec import fileio, jpeg_markers
+from imagerec import fileio, jpeg_markers, rundir
 from imagerec.errors import UserError, printable
 
 # bump when decoding changes, so old caches are not reused (2: JPEG draft; 3: .npy memory maps, center crop)
@@ -47,7 +47,7 @@ CIFAR10_IMAGE_SIZE = (32, 32)
 # for more with `image_size`).
 DEFAULT_SIZE_BOUNDS = (32, 128)
 SIZE_SAMPLE = 256  # training images whose headers the default size is read from
-MAX_IMAGE_SIDE = 1024  # the largest side `image_size` takes (a 1024x1024 uint8 image is 3 MB per copy)
+MAX_IMAGE_SIDE = rundir.MAX_INPUT_SIDE  # the largest side `image_size` takes (1024: 3 MB per uint8 image)
 DECODE_CHUNK = 512  # images decoded per round of the thread pool, then written to the cache file
 DECODE_WORKERS = None  # decoding threads; None: one per core (benchmarks/large_images.py compares)
 

@@ -74,16 +74,25 @@ def check(path) -> tuple:
                            for file in artefact_files(path)})
 
 
-def verified_copy(path, destination) -> tuple:
+def verified_copy(path, destination, name: str | None = None) -> tuple:
     """Copy the artefact at `path` into the folder `destination`, hashing what is copied; (state, detail, copy).
 
     The state says whether the copy, not the original, is what a manifest vouches for: load the copy and the
-    checked bytes are the loaded bytes. `destination` should be private (tempfile.mkdtemp's 0700 folder).
+    checked bytes are the loaded bytes. `destination` should be private (tempfile.mkdtemp's 0700 folder). The
+    copy is called `name` (default: the name of the file a symbolic link points to): a loader that picks its
+    format from the name must be given the name of the format that was checked.
     """
     source = Path(path).resolve()
-    copy = Path(destination) / source.name
+    copy = Path(destination) / (name or source.name)
     digests = _copy_hashing(source, copy)
     return (*_compare(source, digests), copy)
+
+
+def read_checked(path) -> tuple:
+    """(state, detail, content) of a small file read once: the state is that of the bytes returned."""
+    source = Path(path).resolve()
+    content = source.read_bytes()
+    return (*_compare(source, {"": hashlib.sha256(content).hexdigest()}), content)
 
 
 def _copy_hashing(source: Path, copy: Path) -> dict:

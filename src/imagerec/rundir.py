@@ -237,13 +237,32 @@ class ModelInfo:
 
     @classmethod
     def from_json(cls, content: dict):
-        """A ModelInfo, or None for content that is not one."""
+        """A ModelInfo, or None for content that is not one: `class_names` a non-empty list, `input_shape`
+        (height, width, 3) of whole numbers from 1 to MAX_INPUT_SIDE."""
         try:
-            return cls(tuple(str(name) for name in content["class_names"]), tuple(content["input_shape"]),
+            info = cls(tuple(str(name) for name in content["class_names"]), tuple(content["input_shape"]),
                        content.get("model"), bool(content.get("test_time_augmentation", False)),
                        content.get("exported_from"))
         except (KeyError, TypeError, AttributeError):
             return None
+        shape_ok = len(info.input_shape) == 3 and info.input_shape[2] == 3 and all(
+            isinstance(side, int) and not isinstance(side, bool) and 1 <= side <= MAX_INPUT_SIDE
+            for side in info.input_shape)
+        architecture_ok = info.architecture is None or isinstance(info.architecture, str)
+        return info if shape_ok and architecture_ok and info.class_names else None
+
+
+MAX_INPUT_SIDE = 1024  # the largest input side a model may have, and what `image_size` takes (data.MAX_IMAGE_SIDE)
+MAX_INFO_BYTES = 16 * 2**20  # a model.json larger than this is not one (10,000 class names fit in ~0.5 MB)
+
+
+def parse_model_info(content: bytes):
+    """The ModelInfo in model.json's bytes, or None when they are not one."""
+    try:
+        parsed = json.loads(content)
+    except (ValueError, RecursionError):
+        return None
+    return ModelInfo.from_json(parsed) if isinstance(parsed, dict) else None
 
 
 def write_model_info(folder, info: ModelInfo) -> Path:
@@ -256,15 +275,6 @@ def folder_model_info(folder):
     """The ModelInfo in `folder`, or None."""
     content = _read_json(Path(folder) / MODEL_INFO_FILE)
     return ModelInfo.from_json(content) if content is not None else None
-
-
-def find_model_info(artefact):
-    """The ModelInfo describing `artefact` (see `describing_folders`), or None."""
-    for folder in describing_folders(artefact):
-        info = folder_model_info(folder)
-        if info is not None:
-            return info
-    return None
 
 
 def data_source(model) -> str | None:

@@ -16,7 +16,7 @@ import warnings
 import zipfile
 from pathlib import Path
 
-from imagerec import backends, fileio, manifest, rundir
+from imagerec import backends, fileio, keras_archive, manifest, rundir
 from imagerec.classifier import Classifier
 from imagerec.errors import UserError
 
@@ -62,29 +62,37 @@ def load_model(path, trust_model: bool = False) -> Classifier:
     """Load a model file or folder written by imagerec (or any Keras image classifier).
 
     Accepts `.keras`, `.h5`, `.weights.h5` (needs the run's model.json beside it) and a SavedModel
-    folder. Raises UserError for a missing, corrupt or non-image model, and (unless `trust_model`) for one
-    that needs arbitrary code to load, an `.h5`/SavedModel no manifest vouches for, or a modified artefact.
+    folder. Raises UserError for a missing, corrupt or non-image model, one whose input is over
+    rundir.MAX_INPUT_SIDE a side, and (unless `trust_model`) for one that needs arbitrary code to load, an
+    `.h5`/SavedModel no manifest vouches for, a modified artefact or model.json, a file whose bytes are not
+    the format its name says, or a `.keras` archive that inflates like a zip bomb.
     """
     path = rundir.resolve_model(path)  # a run directory: its native-format model
     if not path.exists():
         raise UserError(f"model path does not exist: {path}")
     format_name = _format_of(path)
+    info = _model_info(path, trust_model)
     if trust_model:
-        return _load(path, path, format_name, safe_mode=False)
-    # Check and load the same bytes: a private copy, hashed as it is written (see manifest.verified_copy).
-    # Everything is read into memory while loading, so the copy goes once the model is loaded.
+        if format_name == "keras" and zipfile.is_zipfile(path):
+            keras_archive.check(path, path)  # trusted code is not trusted to fit in memory
+        return _load(path, path, format_name, info, safe_mode=False)
+    # Check and load the same bytes: a private copy, hashed as it is written (see manifest.verified_copy), named
+    # after the format that was checked (Keras picks its loader from the name). Everything is read into
+    # memory while loading, so the copy goes once the model is loaded.
     with tempfile.TemporaryDirectory(prefix="imagerec-model-") as private:
         copy = _verified_copy(path, format_name, Path(private))
-        return _load(copy, path, format_name, safe_mode=True)
+        _check_bytes_are(format_name, copy, path)
+        return _load(copy, path, format_name, info, safe_mode=True)
 
 
-def _load(source: Path, path: Path, format_name: str, safe_mode: bool) -> Classifier:
-    """Open `source` (the file or folder to read) as the model at `path` (what messages and model.json use)."""
+def _load(source: Path, path: Path, format_name: str, info, safe_mode: bool) -> Classifier:
+    """Open `source` (the file or folder to read) as the model at `path` (what messages use), described by
+    `info` (its model.json, or None)."""
     if format_name == "savedmodel":
-        return _load_saved_model(source, path)
+        return _load_saved_model(source, path, info)
     if format_name == "weights":
-        return _load_weights(source, path)
-    return _load_keras(source, path, format_name, safe_mode)
+        return _load_weights(source, path, info)
+    return _load_keras(source, path, format_name, info, safe_mode)
 
 
 def _format_of(path: Path) -> str:
@@ -102,13 +110,15 @@ def _format_of(path: Path) -> str:
 
 
 _TRUST_HINT = "pass `trust_model=True` only if you trust where it came from"
+# What the private copy of each format is called: Keras chooses the loader from the suffix.
+_COPY_NAMES = {"keras": "model.keras", "h5": "model.h5", "weights": "model.weights.h5", "savedmodel": "saved_model"}
 
 
 def _verified_copy(path: Path, format_name: str, private: Path) -> Path:
     """The artefact copied into `private` and checked there; UserError for a modified artefact, and for an
     .h5/SavedModel that no manifest vouches for, before anything of it is opened as a model."""
     try:
-        state, detail, copy = manifest.verified_copy(path, private)
+        state, detail, copy = manifest.verified_copy(path, private, _COPY_NAMES[format_name])
     except OSError as error:
         raise UserError(f"cannot read model {path}: {error.strerror or error}") from None
     if state == manifest.MODIFIED:
@@ -121,8 +131,48 @@ def _verified_copy(path: Path, format_name: str, private: Path) -> Path:
     return copy
 
 
-def _class_names(path: Path, num_classes: int) -> tuple:
-    info = rundir.find_model_info(path)
+def _check_bytes_are(format_name: str, copy: Path, path: Path) -> None:
+    """UserError unless the copy's bytes are the format its name promises (an HDF5 file named model.keras
+    would otherwise skip the manifest rule), and a .keras archive is no zip bomb."""
+    if format_name == "savedmodel":
+        return
+    import h5py
+
+    is_hdf5 = h5py.is_hdf5(copy)
+    if format_name == "keras" and (is_hdf5 or not zipfile.is_zipfile(copy)):
+        raise UserError(f"cannot load model {path}: it is not a .keras file (those are zip archives)"
+                        + (": it is an HDF5 file" if is_hdf5 else ", or it is damaged"))
+    if format_name != "keras" and not is_hdf5:
+        raise UserError(f"cannot load model {path}: it is not an HDF5 file, or it is damaged")
+    if format_name == "keras":
+        keras_archive.check(copy, path)
+
+
+def _model_info(path: Path, trust_model: bool):
+    """The ModelInfo of the model.json describing `path` (see rundir.describing_folders), read once, or None
+    when there is none; UserError when it is damaged, or (unless `trust_model`) changed since it was written."""
+    for folder in rundir.describing_folders(path):
+        info_path = folder / rundir.MODEL_INFO_FILE
+        if not info_path.is_file():
+            continue
+        if info_path.stat().st_size > rundir.MAX_INFO_BYTES:
+            raise UserError(f"{info_path} is over {rundir.MAX_INFO_BYTES // 2**20} MiB: not a model description")
+        try:
+            state, detail, content = manifest.read_checked(info_path)
+        except OSError as error:
+            raise UserError(f"cannot read {info_path}: {error.strerror or error}") from None
+        if state == manifest.MODIFIED and not trust_model:
+            raise UserError(f"refusing to load {path}: its {rundir.MODEL_INFO_FILE} (classes, input shape) changed "
+                            f"after imagerec wrote it ({detail}); {_TRUST_HINT}")
+        info = rundir.parse_model_info(content)
+        if info is None:
+            raise UserError(f"{info_path} is damaged: it needs `class_names` (a non-empty list) and `input_shape` "
+                            f"(height, width, 3; sides 1 to {rundir.MAX_INPUT_SIDE})")
+        return info
+    return None
+
+
+def _class_names(info, num_classes: int) -> tuple:
     if info and len(info.class_names) == num_classes:
         return info.class_names
     return tuple(f"class_{index}" for index in range(num_classes))
@@ -133,17 +183,20 @@ def _image_input_shape(shape, path: Path) -> tuple:
     if len(shape) != 4 or shape[-1] != 3 or None in shape[1:]:
         raise UserError(f"{path} is not an image classifier: its input shape is {shape}, "
                         f"expected (batch, height, width, 3)")
+    if not all(1 <= int(side) <= rundir.MAX_INPUT_SIDE for side in shape[1:3]):
+        raise UserError(f"{path} takes {shape[1]}x{shape[2]} images, over the limit of {rundir.MAX_INPUT_SIDE} "
+                        f"a side")
     return tuple(int(size) for size in shape[1:])
 
 
-def _from_keras_model(model, path: Path, format_name: str) -> Classifier:
+def _from_keras_model(model, path: Path, format_name: str, info) -> Classifier:
     if len(model.inputs) != 1:
         raise UserError(f"{path} has {len(model.inputs)} inputs; an image classifier has one")
     _image_input_shape(model.inputs[0].shape, path)  # raises for a model that does not take images
     if len(model.outputs) != 1:
         raise UserError(f"{path} has {len(model.outputs)} outputs; an image classifier has one")
     num_classes = _class_count(model.outputs[0].shape, path)
-    return Classifier.from_keras(model, _class_names(path, num_classes), path, format_name)
+    return Classifier.from_keras(model, _class_names(info, num_classes), path, format_name)
 
 
 def _class_count(output_shape, path: Path) -> int:
@@ -154,7 +207,7 @@ def _class_count(output_shape, path: Path) -> int:
     return int(shape[1])
 
 
-def _load_keras(source: Path, path: Path, format_name: str, safe_mode: bool = True) -> Classifier:
+def _load_keras(source: Path, path: Path, format_name: str, info, safe_mode: bool = True) -> Classifier:
     import keras
 
     from imagerec import layers  # noqa: F401 - registers imagerec's own layers, which saved models name
@@ -176,11 +229,10 @@ def _load_keras(source: Path, path: Path, format_name: str, safe_mode: bool = Tr
                             f"register_keras_serializable) before loading; if it also needs arbitrary code to "
                             f"load, {_TRUST_HINT}") from None
         raise UserError(f"cannot load model {path}: {_first_line(error).replace(str(source), str(path))}") from error
-    return _from_keras_model(model, path, format_name)
+    return _from_keras_model(model, path, format_name, info)
 
 
-def _load_weights(source: Path, path: Path) -> Classifier:
-    info = rundir.find_model_info(path)
+def _load_weights(source: Path, path: Path, info) -> Classifier:
     if not info or not info.architecture:
         raise UserError(f"{path} holds weights only; its run's {rundir.MODEL_INFO_FILE} (architecture and classes) "
                         f"was not found beside it")
@@ -192,10 +244,10 @@ def _load_weights(source: Path, path: Path) -> Classifier:
         model.load_weights(source)
     except Exception as error:  # noqa: BLE001
         raise UserError(f"cannot load weights {path}: {_first_line(error).replace(str(source), str(path))}") from error
-    return _from_keras_model(model, path, "weights")
+    return _from_keras_model(model, path, "weights", info)
 
 
-def _load_saved_model(source: Path, path: Path) -> Classifier:
+def _load_saved_model(source: Path, path: Path, info) -> Classifier:
     import tensorflow as tf
 
     try:
@@ -216,7 +268,7 @@ def _load_saved_model(source: Path, path: Path) -> Classifier:
     def predict_batch(batch):
         return signature(**{input_name: tf.constant(batch, dtype=spec.dtype)})[output_name]
 
-    classifier = Classifier(str(path), "savedmodel", _class_names(path, num_classes), input_shape, predict_batch)
+    classifier = Classifier(str(path), "savedmodel", _class_names(info, num_classes), input_shape, predict_batch)
     classifier._loaded = loaded  # keep the trackable object alive as long as its signature is used
     return classifier
 

@@ -22,6 +22,7 @@ from PIL import Image
 from imagerec import data, predict, saving
 from imagerec.serve import ServeLimits, create_app
 
+import hostile_files
 from conftest import chromium_path, run_cli
 
 httpx = pytest.importorskip("httpx")
@@ -161,6 +162,12 @@ BAD_REQUESTS = {
     "body over the limit": ("POST", "/predict", {"content": b"\0" * (2 * 2**20 + 1)}, 413, "over the limit"),
     "chunked body over the limit": ("POST", "/v1/models/cifar10:predict", {"content": "chunks"}, 413, "over the limit"),
     "decompression bomb": ("POST", "/predict", {"files": {"file": ("bomb.png", "bomb")}}, 413, "pixels"),
+    "progressive JPEG scan bomb": ("POST", "/predict", {"files": {"file": ("scans.jpg", "scan bomb")}}, 413, "scans"),
+    "scan bomb in b64": ("POST", "/v1/models/cifar10:predict", {"json": {"instances": [{"b64": "scan bomb"}]}}, 413,
+                         "scans"),
+    "icon that decodes on opening": ("POST", "/predict", {"files": {"file": ("big.ico", "icon")}}, 400, "not one of"),
+    "header says more than its data": ("POST", "/predict", {"files": {"file": ("patched.jpg", "patched")}}, 400,
+                                       "truncated JPEG"),
     "not an image": ("POST", "/predict", {"files": {"file": ("notes.jpg", b"hello, not a jpeg")}}, 400, "not an image"),
     "truncated image": ("POST", "/predict", {"files": {"file": ("cut.png", "truncated")}}, 400, "cut.png"),
     "empty file": ("POST", "/predict", {"files": {"file": ("empty.png", b"")}}, 400, "empty"),
@@ -202,12 +209,16 @@ BAD_REQUESTS = {
 def _materialise(options: dict, dataset) -> dict:
     """Fill in the bodies that are built at test time (big or derived from real images)."""
     options = dict(options)
+    hostile = {"scan bomb": hostile_files.scan_bomb, "patched": hostile_files.patched_size_jpeg,
+               "icon": lambda: hostile_files.ico_wrapping(hostile_files.large_png(1500))}
+    if isinstance(options.get("json"), dict) and options["json"].get("instances") == [{"b64": "scan bomb"}]:
+        options["json"] = {"instances": [{"b64": base64.b64encode(hostile_files.scan_bomb()).decode()}]}
     if options.get("content") == "chunks":
         options["content"] = _chunks(3 * 2**20)  # an async generator: sent chunked, no Content-Length
     if "files" in options and isinstance(options["files"], dict):
         name, content = options["files"]["file"]
         content = {"bomb": _bomb_png, "valid": lambda: png_bytes(dataset.x_test[0]),
-                   "truncated": lambda: png_bytes(dataset.x_test[0])[:200]}.get(content, lambda: content)()
+                   "truncated": lambda: png_bytes(dataset.x_test[0])[:200], **hostile}.get(content, lambda: content)()
         options["files"] = {"file": (name, content)}
     return options
 
@@ -493,7 +504,8 @@ def test_serve_command_refuses_a_busy_port_and_bad_options(airbench_run):
         busy.listen()
         result = run_cli("serve", airbench_run, "--port", busy.getsockname()[1])
     assert result.returncode == 2 and result.stderr.strip().count("\n") == 0 and "cannot listen" in result.stderr
-    for option in (["--port", "70000"], ["--name", "../x"], ["--timeout-s", "-1"]):
+    for option in (["--port", "70000"], ["--name", "../x"], ["--timeout-s", "-1"], ["--max-batch-size", "1000000000"],
+                   ["--max-body-mb", "1e30"]):
         result = run_cli("serve", airbench_run, *option)
         assert result.returncode == 2 and result.stderr.strip().count("\n") == 0, option
 
@@ -538,3 +550,86 @@ def test_a_64_px_model_is_served_at_its_size_and_resizes_uploads_to_it(photo_run
     np.testing.assert_allclose(response.json()["predictions"], expected, atol=1e-6)
     wrong_size = request(app, "POST", "/v1/models/photos:predict", **instances_request(np.zeros((1, 32, 32, 3))))
     assert_error(wrong_size, 400, "64")
+
+
+# ---------------------------------------------------------------- hardening again (issue 20)
+
+def test_bodies_held_at_once_are_bounded_server_wide_and_freed_when_answered(classifier):
+    app = create_app(classifier, "cifar10", ServeLimits(max_body_mb=1, max_pending_mb=1.5))
+    half_sent, finish = asyncio.Event(), asyncio.Event()
+
+    async def stalled_body():
+        yield b"x" * 500_000
+        half_sent.set()
+        await finish.wait()
+        yield b"x" * 500_000
+
+    async def scenario():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://imagerec.test", timeout=60) as client:
+            url, declared = "/v1/models/cifar10:predict", {"content-length": "1000000"}
+            first = asyncio.create_task(client.post(url, content=stalled_body(), headers=declared))
+            await half_sent.wait()  # the first request holds its declared 1,000,000 bytes
+            second = await client.post(url, content=b"x" * 1_000_000)
+            finish.set()
+            return second, await first, await client.post(url, content=b"x" * 1_000_000)
+
+    second, first, third = asyncio.run(scenario())
+    assert_error(second, 503, "retry later")
+    assert second.headers["retry-after"] == "1"
+    assert_error(first, 400, "JSON")  # read whole, then parsed (it is not JSON)
+    assert_error(third, 400, "JSON")  # the first request's bytes were given back
+
+
+def test_a_body_still_arriving_at_the_request_deadline_is_504(classifier):
+    app = create_app(classifier, "cifar10", ServeLimits(timeout_s=1, read_timeout_s=10))
+
+    async def slow_body():
+        yield b'{"instances": '
+        await asyncio.sleep(3)
+        yield b"[]}"
+
+    assert_error(request(app, "POST", "/v1/models/cifar10:predict", content=slow_body()), 504, "reading the body")
+
+
+@pytest.mark.parametrize("field, value", [("max_batch_size", 10**9), ("max_body_mb", 1e30), ("workers", 10**6),
+                                          ("max_pending_mb", 8.0)])
+def test_serve_limits_beyond_sense_are_refused(field, value):
+    from imagerec.errors import UserError
+
+    with pytest.raises(UserError, match=field):
+        ServeLimits(**{field: value})
+
+
+def _raw_exchange(url, request_bytes: bytes) -> bytes:
+    """Send `request_bytes` on one connection and read until the server closes it."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(request_bytes)
+        replies = b""
+        while chunk := connection.recv(65536):
+            replies += chunk
+    return replies
+
+
+def test_a_request_framed_two_ways_is_refused_and_its_connection_closed(live_server):
+    smuggled = (b"POST /v1/models/cifar10:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n")
+    replies = _raw_exchange(live_server, smuggled)
+    assert replies.count(b"HTTP/1.1 ") == 1 and replies.startswith(b"HTTP/1.1 400"), replies[:300]
+    assert b"Transfer-Encoding and Content-Length" in replies
+
+
+@pytest.mark.parametrize("header_bytes", [20_000, 100_000])
+def test_headers_over_16_kib_are_400_json_however_they_arrive(live_server, header_bytes):
+    replies = _raw_exchange(live_server, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * header_bytes
+                            + b"\r\n\r\n")
+    assert replies.startswith(b"HTTP/1.1 400"), replies[:200]
+    head, _, body = replies.partition(b"\r\n\r\n")
+    assert b"application/json" in head and "16 KiB" in json.loads(body)["error"]
+
+
+def test_what_h11_cannot_parse_is_a_json_400(live_server):
+    replies = _raw_exchange(live_server, b"NOT HTTP AT ALL\r\n\r\n")
+    head, _, body = replies.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400") and "invalid HTTP request" in json.loads(body)["error"]

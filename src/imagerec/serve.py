@@ -54,50 +54,64 @@ PAGE_FILE = Path(__file__).with_name("serve_page.html")
 PAGE_TOP_K = 5  # labels the page shows per image, and /predict gives without top_k
 
 
-def _limit(default, help_text: str):
-    """A ServeLimits field; `help_text` is what `imagerec serve --help` says of it (the CLI derives its flags)."""
-    return dataclasses.field(default=default, metadata={"help": help_text})
+def _limit(default, help_text: str, maximum):
+    """A ServeLimits field; `help_text` is what `imagerec serve --help` says of it (the CLI derives its flags);
+    `maximum` keeps a typo from asking for the impossible (a 10^9-image batch is warmed up forever)."""
+    return dataclasses.field(default=default, metadata={"help": help_text, "maximum": maximum})
 
 
 @dataclasses.dataclass(frozen=True)
 class ServeLimits:
     """What one request may ask of the server; every field is an `imagerec serve` option (--max-body-mb ...)."""
 
-    max_body_mb: float = _limit(16.0, "largest request body in MiB, counted as received (413)")
+    max_body_mb: float = _limit(16.0, "largest request body in MiB, counted as received (413)", 1024)
+    max_pending_mb: float = _limit(256.0, "request bodies held at once in MiB, arriving, queued or being handled; "
+                                          "a body that would go over it gets 503 + Retry-After", 65536)
     max_image_pixels: int = _limit(40_000_000, "largest image, width x height, read from its header before "
-                                               "decoding (413)")
-    # A JPEG counts at the reduced scale it is decoded at; the default is ~0.5 s of one core's decoding here.
+                                               "decoding (413)", 2**31)
+    # A JPEG counts at the reduced scale it is decoded at, plus an eighth of its full size per scan
+    # (data.decode_work); the default is ~0.5 s of one core's decoding here.
     max_request_pixels: int = _limit(64_000_000, "pixels decoded for one request, summed over its images, "
-                                                 "checked before decoding (413)")
-    max_images: int = _limit(32, "files in one /predict upload (400)")
-    max_instances: int = _limit(256, "instances in one TF Serving request (400)")
+                                                 "checked before decoding (413)", 2**34)
+    max_images: int = _limit(32, "files in one /predict upload (400)", 4096)
+    max_instances: int = _limit(256, "instances in one TF Serving request (400)", 65536)
     max_concurrent: int = _limit(64, "complete requests being parsed, decoded or run at once; more wait in the "
-                                     "queue")
-    max_queue: int = _limit(512, "requests waiting for a work slot; one more gets 503 + Retry-After")
+                                     "queue", 4096)
+    max_queue: int = _limit(512, "requests waiting for a work slot; one more gets 503 + Retry-After", 65536)
     timeout_s: float = _limit(30.0, "deadline of a request from its arrival: body, parsing, decoding, queue and "
-                                    "inference (504)")
+                                    "inference (504)", 3600)
     read_timeout_s: float = _limit(10.0, "time for a request's headers, and then for its body, to arrive; the "
-                                         "body's grows by 1 s per 100 kB received (408)")
-    keep_alive_s: float = _limit(5.0, "an idle keep-alive connection is closed after this")
-    max_connections: int = _limit(1024, "open connections; requests beyond get 503")
-    workers: int = _limit(2, "threads that parse JSON and decode images (each holds one request's work)")
+                                         "body's grows by 1 s per 100 kB received (408)", 3600)
+    keep_alive_s: float = _limit(5.0, "an idle keep-alive connection is closed after this", 3600)
+    max_connections: int = _limit(1024, "open connections; requests beyond get 503", 65536)
+    workers: int = _limit(2, "threads that parse JSON and decode images (each holds one request's work)", 256)
     # 0 measured best here (BENCHMARKS.md): batches form from requests that queued while the model was busy.
     batch_window_ms: float = _limit(0.0, "how long a batch waits for more requests; 0: only those already "
-                                         "queued while the model was busy")
-    max_batch_size: int = _limit(32, "images per model call (on 2 CPU cores throughput is flat beyond 32)")
+                                         "queued while the model was busy", 10_000)
+    max_batch_size: int = _limit(32, "images per model call (on 2 CPU cores throughput is flat beyond 32)", 1024)
     batching: bool = _limit(True, "batch concurrent requests into one model call (off: each on its own, "
-                                  "for comparison)")
+                                  "for comparison)", None)
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if not isinstance(value, bool) and not (value >= 0 if field.name == "batch_window_ms" else value > 0
-                                                    ) or not math.isfinite(value):
-                raise UserError(f"serve limit `{field.name}` must be a positive number, got {value}")
+            value, maximum = getattr(self, field.name), field.metadata["maximum"]
+            if isinstance(value, bool):
+                continue
+            low_ok = value >= 0 if field.name == "batch_window_ms" else value > 0
+            if not (math.isfinite(value) and low_ok and value <= maximum):
+                raise UserError(f"serve limit `{field.name}` must be a positive number up to {maximum:,}, got "
+                                f"{value}")
+        if self.max_pending_mb < self.max_body_mb:
+            raise UserError(f"serve limit `max_pending_mb` ({self.max_pending_mb:g}) must be at least "
+                            f"`max_body_mb` ({self.max_body_mb:g}): one whole body must fit")
 
     @property
     def max_body_bytes(self) -> int:
         return int(self.max_body_mb * 2**20)
+
+    @property
+    def max_pending_bytes(self) -> int:
+        return int(self.max_pending_mb * 2**20)
 
 
 class RequestError(Exception):
@@ -437,8 +451,9 @@ MIN_BODY_RATE_BYTES_S = 100_000  # each 100 kB of body received extends its read
 
 
 class RequestGuard:
-    """ASGI middleware, before any route runs: the body's read deadline (408) and size limit (413), then a
-    work slot (`Admission`), all within the request's deadline (504).
+    """ASGI middleware, before any route runs: the framing checks (a body framed twice, headers over
+    MAX_HEADER_BYTES: 400), the body's read deadline (408) and size limit (413) and the server-wide budget of
+    body bytes held (`BodyBudget`, 503), then a work slot (`Admission`), all within the request's deadline (504).
 
     Starlette has no global body limit, and a chunked upload has no Content-Length to check, so the body is
     read here, counted as it arrives, and replayed to the app only when it is complete and fits. Nothing
@@ -449,19 +464,23 @@ class RequestGuard:
         self.app = app
         self.limits = limits
         self.admission = Admission(limits.max_concurrent, limits.max_queue)
+        self.budget = BodyBudget(limits.max_pending_bytes)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         send = _ResponseTracker(_with_server_timing(send, time.perf_counter()))
-        if scope["method"] not in ("POST", "PUT", "PATCH"):
-            return await self.app(scope, receive, send)
         deadline = time.monotonic() + self.limits.timeout_s
         scope[DEADLINE_KEY] = deadline
         try:
-            body = await self._read_body(scope, receive, time.monotonic() + self.limits.read_timeout_s)
-            async with self.admission.slot(deadline):
-                await asyncio.wait_for(self.app(scope, _replay(body), send), max(0.0, deadline - time.monotonic()))
+            _check_framing(scope)
+            if scope["method"] not in ("POST", "PUT", "PATCH"):
+                return await self.app(scope, receive, send)
+            with self.budget.holding() as held:
+                body = await self._read_body(scope, receive, time.monotonic() + self.limits.read_timeout_s, held)
+                async with self.admission.slot(deadline):
+                    await asyncio.wait_for(self.app(scope, _replay(body), send),
+                                           max(0.0, deadline - time.monotonic()))
         except asyncio.TimeoutError:
             if not send.started:
                 await _send_error(send, _deadline_error("while it was handled"))
@@ -471,22 +490,26 @@ class RequestGuard:
         except _ClientGone:
             pass
 
-    async def _read_body(self, scope, receive, read_deadline: float) -> bytes:
+    async def _read_body(self, scope, receive, read_deadline: float, held) -> bytes:
         limit = self.limits.max_body_bytes
-        declared = dict(scope.get("headers") or []).get(b"content-length")
+        declared = _header(scope, b"content-length")
         if declared is not None and not (declared.isdigit() and declared.isascii()):
             raise RequestError(400, "invalid Content-Length")
         if declared is not None and int(declared) > limit:
             raise RequestError(413, f"request body over the limit of {limit} bytes")
+        held.reserve(int(declared or 0))  # the whole declared body at once: refused before it is read
         chunks, size = [], 0
         while True:
             # Like Apache's mod_reqtimeout (body=10,MinRate=...): the deadline moves on with every byte that
             # arrives at the minimum rate, so a large body on a busy server is not cut off, while a client that
-            # drips gains nothing. The request's own deadline still bounds it (the caller's `deadline`).
-            extended = min(read_deadline + size / MIN_BODY_RATE_BYTES_S, scope[DEADLINE_KEY])
+            # drips gains nothing. The request's own deadline still bounds it (then 504, as for any other stage).
+            extended = read_deadline + size / MIN_BODY_RATE_BYTES_S
             try:
-                message = await asyncio.wait_for(receive(), max(0.0, extended - time.monotonic()))
+                message = await asyncio.wait_for(receive(), max(0.0, min(extended, scope[DEADLINE_KEY])
+                                                                - time.monotonic()))
             except asyncio.TimeoutError:
+                if extended >= scope[DEADLINE_KEY]:
+                    raise _deadline_error("reading the body") from None
                 raise RequestError(408, f"the request body did not arrive within {self.limits.read_timeout_s:g} s "
                                         f"(plus 1 s per {MIN_BODY_RATE_BYTES_S // 1000} kB received)",
                                    {"connection": "close"}) from None
@@ -495,9 +518,72 @@ class RequestGuard:
             size += len(message.get("body", b""))
             if size > limit:
                 raise RequestError(413, f"request body over the limit of {limit} bytes")
+            held.reserve(size)
             chunks.append(message.get("body", b""))
             if not message.get("more_body", False):
                 return b"".join(chunks)
+
+
+def _header(scope, name: bytes):
+    return dict(scope.get("headers") or []).get(name)
+
+
+def _check_framing(scope) -> None:
+    """RequestError 400 for a request that can be read two ways, or whose headers are over MAX_HEADER_BYTES.
+
+    RFC 9112 section 6.1: a message with both Transfer-Encoding and Content-Length "ought to be handled as an
+    error" (h11 follows the chunked framing, and a proxy in front may follow the other: request smuggling);
+    the error closes the connection, so nothing pipelined behind it is read. h11 bounds only headers that
+    arrive in pieces; a block that arrives whole is measured here.
+    """
+    names = [name for name, _ in scope.get("headers") or []]
+    if b"transfer-encoding" in names and b"content-length" in names:
+        raise RequestError(400, "the request has both Transfer-Encoding and Content-Length", {"connection": "close"})
+    size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"") + sum(
+        len(name) + len(value) + 4 for name, value in scope.get("headers") or [])
+    if size > MAX_HEADER_BYTES:
+        raise RequestError(400, f"request line and headers over the limit of {MAX_HEADER_BYTES // 1024} KiB",
+                           {"connection": "close"})
+
+
+class BodyBudget:
+    """The request-body bytes the server holds at once, over all requests: arriving, queued or being handled.
+
+    Each request's bytes stay counted until its answer is sent (its body, and what is parsed from it, live that
+    long). A request that would take the total over the budget is refused 503 + Retry-After: 190 clients each
+    sending 15.5 MiB had grown the server by 3.8 GB.
+    """
+
+    def __init__(self, budget_bytes: int):
+        self.budget_bytes, self.held_bytes = budget_bytes, 0
+
+    @contextlib.contextmanager
+    def holding(self):
+        """A `reserve(size)` handle: this request now holds `size` bytes (it only grows); freed on exit."""
+        handle = _Held(self)
+        try:
+            yield handle
+        finally:
+            self.held_bytes -= handle.size
+
+    def _grow(self, handle, size: int) -> None:
+        extra = size - handle.size
+        if extra <= 0:
+            return
+        if self.held_bytes + extra > self.budget_bytes:
+            raise RequestError(503, f"server busy: request bodies already hold {self.held_bytes / 2**20:.0f} of "
+                                    f"{self.budget_bytes / 2**20:.0f} MiB; retry later",
+                               {"retry-after": str(RETRY_AFTER_S), "connection": "close"})
+        self.held_bytes += extra
+        handle.size = size
+
+
+class _Held:
+    def __init__(self, budget: BodyBudget):
+        self.budget, self.size = budget, 0
+
+    def reserve(self, size: int) -> None:
+        self.budget._grow(self, size)
 
 
 class _ClientGone(Exception):
@@ -779,6 +865,17 @@ class HeaderDeadlineProtocol(H11Protocol):
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
+
+    def send_400_response(self, msg: str):
+        """uvicorn's answer to what h11 cannot parse (a malformed request, headers over MAX_HEADER_BYTES as they
+        arrive), as JSON like every other error."""
+        body = json.dumps({"error": f"invalid HTTP request: malformed, or its headers over "
+                                    f"{MAX_HEADER_BYTES // 1024} KiB"}).encode()
+        self.transport.write(b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
+                             b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body))
+        with contextlib.suppress(h11.LocalProtocolError):
+            self.conn.send(h11.ConnectionClosed())
+        self.transport.close()
 
     def _headers_too_slow(self):
         self._header_timer = None

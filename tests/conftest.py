@@ -177,3 +177,18 @@ def photo_run(photo_folder, tmp_path_factory) -> Path:
                      "--epochs", 6, "--set", "batch_size=16", "--cache-dir", tmp_path_factory.mktemp("photo-cache"))
     assert result.returncode == 0, result.stderr[-3000:]
     return run_dir
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 1 MiB file system (tmpfs) to fill up: a full disk as it happens. Needs root (mount); skipped
+    elsewhere."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)

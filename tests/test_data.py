@@ -483,3 +483,30 @@ def test_a_scan_bomb_in_training_data_is_skipped_with_its_reason(tmp_path):
     (root / "train" / "a" / "bomb.jpg").write_bytes(hostile_files.scan_bomb(side=1000, repeats=300))
     dataset = data.load_dataset(str(root), cache_dir=tmp_path / "cache", progress=False)
     assert dataset.skipped_count == 1 and "scans" in dataset.skipped[0]["reason"]
+
+
+# ---------------------------------------------------------------- a full disk (issue 20)
+
+def test_a_full_disk_while_decoding_is_one_line_and_leaves_nothing(small_disk, tmp_path):
+    from conftest import run_cli, write_synthetic_folder
+
+    folder = write_synthetic_folder(tmp_path / "images", train_per_class=40, test_per_class=5)
+    cache = small_disk / "cache"
+    # 180 images at 48x48 are 1.2 MB decoded: the memory map's pages cannot all be backed on this 1 MiB disk
+    result = run_cli("train", "--recipe", "airbench_small", "--data", folder, "--cache-dir", cache, "--image-size", 48,
+                     "--out", tmp_path / "run")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().count("\n") <= 2 and "no space left" in result.stderr  # the size line, a progress line
+    assert [path.name for path in (cache / "decoded").iterdir()] == []
+
+
+def test_a_reservation_that_fails_for_space_is_a_user_error_with_nothing_left(image_folder, tmp_path, monkeypatch):
+    import errno
+    import os
+
+    def no_space(*_):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(os, "posix_fallocate", no_space)
+    with pytest.raises(UserError, match="no space left for the decoded images"):
+        data.load_dataset(str(image_folder), cache_dir=tmp_path / "cache", progress=False)
+    assert list((tmp_path / "cache" / "decoded").iterdir()) == []

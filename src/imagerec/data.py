@@ -13,6 +13,7 @@ Nothing in this module knows a model.
 import concurrent.futures
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import io
 import json
@@ -609,10 +610,21 @@ def _load_folder_cached(root: Path, image_size, cache: Path, progress: bool, lab
     if cache_folder.is_dir():
         with contextlib.suppress(OSError, ValueError, KeyError):  # unreadable: decode again and replace it
             return _read_cache(cache_folder, label, test_split)
-    with fileio.atomic_path(cache_folder) as temporary:
-        temporary.mkdir()
-        _decode_tree(temporary, class_names, splits, image_size, progress, label)
+    try:
+        with fileio.atomic_path(cache_folder) as temporary:  # on any error the partial folder is removed
+            temporary.mkdir()
+            _decode_tree(temporary, class_names, splits, image_size, progress, label)
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise
+        raise UserError(f"no space left for the decoded images in {cache} ({error.strerror}; the first run of a data "
+                        f"set needs {_size_text(_cache_bytes(splits, image_size))}): free some, or choose another "
+                        f"`cache_dir`") from None
     return _read_cache(cache_folder, label, test_split)
+
+
+def _cache_bytes(splits: dict, image_size) -> int:
+    return sum(len(files) for files in splits.values()) * image_size[0] * image_size[1] * 3
 
 
 def _decode_tree(folder: Path, class_names, splits, image_size, progress: bool, label: str) -> None:
@@ -638,7 +650,7 @@ def _decode_split(pool, files: list, path: Path, image_size, skipped: list, mete
 
     Each chunk is written through a fresh memory map that is closed again, so written pages leave this
     process's memory: peak memory is one chunk, whatever the data set's size."""
-    np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(len(files), *image_size, 3)).flush()
+    _new_rows(path, (len(files), *image_size, 3))
     labels, written = [], 0
     for start in range(0, len(files), DECODE_CHUNK):
         chunk = files[start:start + DECODE_CHUNK]
@@ -659,6 +671,15 @@ def _decode_split(pool, files: list, path: Path, image_size, skipped: list, mete
     return np.asarray(labels, np.int32)
 
 
+def _new_rows(path: Path, shape) -> None:
+    """An .npy of zeros (uint8, `shape`) at `path` with its space reserved on disk. A memory map of a sparse file
+    dies of SIGBUS ("Bus error", nothing said) when a page cannot be backed on a full disk; reserving the space
+    first fails with ENOSPC instead, which can be said."""
+    np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=shape).flush()
+    with open(path, "r+b") as handle:
+        os.posix_fallocate(handle.fileno(), 0, os.fstat(handle.fileno()).st_size)
+
+
 def _decode_or_reason(file: Path, image_size):
     try:
         return decode_image(file, image_size)
@@ -670,7 +691,8 @@ def _truncate_rows(path: Path, count: int) -> None:
     """Keep the first `count` rows of the .npy at `path` (skipped files left unused rows at its end)."""
     full = np.load(path, mmap_mode="r")
     shorter = path.with_name(path.name + ".part")
-    rows = np.lib.format.open_memmap(shorter, mode="w+", dtype=np.uint8, shape=(count, *full.shape[1:]))
+    _new_rows(shorter, (count, *full.shape[1:]))
+    rows = np.lib.format.open_memmap(shorter, mode="r+")
     for start in range(0, count, DECODE_CHUNK):
         stop = min(start + DECODE_CHUNK, count)
         rows[start:stop] = full[start:stop]

@@ -311,3 +311,29 @@ def test_a_damaged_model_json_beside_weights_is_one_error(seed_run, tmp_path, ed
     (run / rundir.MODEL_INFO_FILE).write_text(json.dumps({**info, **edit}))
     with pytest.raises(UserError, match="model.json is damaged"):
         saving.load_model(run / rundir.WEIGHTS_FILE)
+
+
+def _model_of_about(kilobytes: int):
+    import keras
+
+    inputs = keras.Input(shape=(32, 32, 3))
+    outputs = keras.layers.Dense(kilobytes * 256 // 3072, activation="softmax")(keras.layers.Flatten()(inputs))
+    return keras.Model(inputs, outputs)
+
+
+def test_a_disk_that_fills_during_the_saved_model_is_one_user_error_and_no_temporaries(small_disk):
+    # ~240 KB a format: .keras, .h5 and the weights fit on the 1 MiB disk, the SavedModel does not
+    model = _model_of_about(240)
+    info = rundir.ModelInfo(tuple(f"c{index}" for index in range(model.output_shape[1])), (32, 32, 3))
+    with pytest.raises(UserError, match="no space left on the disk"):
+        saving.save_model_files(model, small_disk, info)
+    assert (small_disk / rundir.WEIGHTS_FILE).exists()  # it did get as far as the SavedModel
+    assert not [path for path in small_disk.rglob("*") if path.name.startswith(".")]
+
+
+def test_disk_full_is_recognised_in_every_writers_words():
+    assert saving.is_disk_full(OSError(28, "No space left on device"))
+    assert saving.is_disk_full(tf.errors.ResourceExhaustedError(None, None, "foo; No space left on device"))
+    assert saving.is_disk_full(OSError("Unable to create file (errno = 28, error message = 'No space left on "
+                                       "device')"))  # h5py
+    assert not saving.is_disk_full(OSError(13, "Permission denied"))

@@ -10,6 +10,9 @@ for them; any artefact that no longer matches its manifest is refused. `trust_mo
 `--trust-model`) lifts both checks, for models whose author the user trusts.
 """
 
+import contextlib
+import errno
+import os
 import re
 import tempfile
 import warnings
@@ -31,6 +34,15 @@ def save_model_files(model, run_dir, info: rundir.ModelInfo) -> dict:
     """
     formats = [name for name in rundir.MODEL_FILES if name != "savedmodel" or backends.is_tensorflow()]
     paths = {name: rundir.model_path(run_dir, name) for name in formats}
+    with _disk_full_is_a_user_error(run_dir):
+        _write_formats(model, paths)
+        info_path = rundir.write_model_info(run_dir, info)
+        manifest.record(run_dir, [*paths.values(), info_path])
+    return {**{name: rundir.MODEL_FILES[name] for name in formats}, "info": rundir.MODEL_INFO_FILE,
+            "manifest": rundir.MANIFEST_FILE}
+
+
+def _write_formats(model, paths: dict) -> None:
     with fileio.atomic_path(paths["keras"], suffix=".keras") as temporary:
         model.save(temporary)
     with warnings.catch_warnings(), fileio.atomic_path(paths["h5"], suffix=".h5") as temporary:
@@ -41,10 +53,28 @@ def save_model_files(model, run_dir, info: rundir.ModelInfo) -> dict:
     if "savedmodel" in paths:
         with fileio.atomic_path(paths["savedmodel"]) as temporary:
             model.export(str(temporary), format="tf_saved_model", verbose=False)
-    info_path = rundir.write_model_info(run_dir, info)
-    manifest.record(run_dir, [*paths.values(), info_path])
-    return {**{name: rundir.MODEL_FILES[name] for name in formats}, "info": rundir.MODEL_INFO_FILE,
-            "manifest": rundir.MANIFEST_FILE}
+
+
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether `error` says the disk is full: an OSError's errno, or the text of h5py's and TensorFlow's file
+    writers (TensorFlow raises ResourceExhaustedError, h5py an OSError without an errno)."""
+    if isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS:
+        return True
+    return any(os.strerror(code) in str(error) for code in DISK_FULL_ERRNOS)
+
+
+@contextlib.contextmanager
+def _disk_full_is_a_user_error(folder):
+    try:
+        yield
+    except Exception as error:  # noqa: BLE001 - any writer's way of saying so; everything else is re-raised
+        if not is_disk_full(error):
+            raise
+        raise UserError(f"no space left on the disk of {folder} while writing the model files; free some and run "
+                        f"again") from None
 
 
 def quiet_keras_logging(action):

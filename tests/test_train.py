@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -278,3 +279,50 @@ def test_validation_defaults_to_the_test_split_for_the_seed_recipe_only_and_refu
         train.resolve_validation("sometimes", recipes.get_recipe("seed"))
     with pytest.raises(UserError, match="`class_weight` must be one of"):
         recipes.get_recipe("seed", class_weight="inverse")
+
+
+# ---------------------------------------------------------------- resume from damaged state (issue 20)
+
+@pytest.fixture(scope="module")
+def interrupted_run(tmp_path_factory):
+    """An airbench run stopped by Ctrl-C just after the backup of its 2nd of 3 epochs (the backup's previous
+    copy holds epoch 1)."""
+    run_dir = tmp_path_factory.mktemp("interrupted") / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train.train(_synthetic_dataset(), AIRBENCH_RECIPE, run_dir, verbose=0, report=False,
+                    callbacks=[_EpochLog(1, None).callback])
+    return run_dir
+
+
+DAMAGE = {  # file in the run directory, its new content
+    "garbage run.json": ("run.json", b"{not json"),
+    "run.json a list": ("run.json", b"[1, 2]"),
+    "garbage backup metadata": ("backup/training_metadata.json", b"\x00garbage"),
+    "garbage history.csv": ("history.csv", b"garbage\n\x00\x01,2\n"),
+}
+
+
+@pytest.mark.parametrize("case", DAMAGE, ids=list(DAMAGE))
+def test_resuming_damaged_state_is_one_user_error(case, interrupted_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(interrupted_run, run_dir)
+    name, content = DAMAGE[case]
+    (run_dir / name).write_bytes(content)
+    if "metadata" in name:  # and its previous copy: nothing left to fall back on
+        (run_dir / (name + ".bkp")).write_bytes(content)
+    with pytest.raises(UserError, match="damaged"):
+        train.train(_synthetic_dataset(), AIRBENCH_RECIPE, run_dir, verbose=0, report=False, resume=True)
+
+
+def test_a_truncated_last_backup_resumes_from_the_one_before_and_says_so(interrupted_run, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    shutil.copytree(interrupted_run, run_dir)
+    weights = run_dir / "backup" / "latest.weights.h5"
+    weights.write_bytes(weights.read_bytes()[:weights.stat().st_size // 2])
+    resumed = _EpochLog()
+    result = train.train(_synthetic_dataset(), AIRBENCH_RECIPE, run_dir, verbose=0, report=False, resume=True,
+                         callbacks=[resumed.callback])
+    assert resumed.epochs == [1, 2]  # from the previous backup (1 epoch done), each left epoch once
+    assert [record["epoch"] for record in result.history] == [1, 2, 3]
+    said = capsys.readouterr().err
+    assert said.count("\n") == 1 and "damaged (latest.weights.h5 is unreadable); resuming from the one before" in said

@@ -23,6 +23,8 @@ import csv
 import dataclasses
 import datetime
 import json
+import shutil
+import sys
 from pathlib import Path
 
 from imagerec import fileio
@@ -99,12 +101,15 @@ def check_finished(run_dir) -> Path:
 
 def record_settings(run_dir, settings: dict, resume: bool) -> None:
     """Write run.json when a run starts; a resumed run must bring the same settings (UserError naming the
-    ones that differ)."""
+    ones that differ, or saying that run.json is damaged)."""
     path = Path(run_dir) / SETTINGS_FILE
     if not (resume and path.exists()):
         fileio.write_json(path, settings)
         return
-    saved, given = json.loads(path.read_text(encoding="utf-8")), json.loads(json.dumps(settings))
+    saved, given = _read_json(path), json.loads(json.dumps(settings))
+    if saved is None or not isinstance(saved.get("recipe", {}), dict):
+        raise UserError(f"cannot resume: {path} is damaged (not the settings imagerec wrote); start the run again "
+                        f"in a new `run_dir`")
     if saved != given:
         changed = sorted(key for key in {**saved.get("recipe", {}), **given["recipe"]}
                          if saved.get("recipe", {}).get(key) != given["recipe"].get(key))
@@ -116,26 +121,79 @@ def backup_dir(run_dir) -> Path:
     return Path(run_dir) / BACKUP_DIR
 
 
+# Keras' BackupAndRestore files (double_checkpoint=True keeps each one's previous version as NAME.bkp).
+BACKUP_WEIGHTS, BACKUP_METADATA, PREVIOUS = "latest.weights.h5", "training_metadata.json", ".bkp"
+
+
 def completed_epochs(run_dir) -> int:
     """Epochs already completed in `run_dir` (0 for a new run), from Keras' backup; history rows of later,
     unfinished epochs are dropped (the CSV row of an epoch is written before its backup, so a kill in
-    between leaves an extra row, never a missing one)."""
-    completed = 0
-    for name in ("training_metadata.json", "training_metadata.json.bkp"):  # Keras' backup, then its previous one
-        try:
-            completed = int(json.loads((backup_dir(run_dir) / name).read_text())["epoch"])
-            break
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
+    between leaves an extra row, never a missing one).
+
+    A damaged last backup (a kill while Keras wrote it, a full disk) is replaced by the previous one, as Keras
+    itself would on a damaged weights file, but here before training starts, so that the history is cut at the
+    epoch really resumed from; it is said in one line. UserError when neither is usable, or history.csv is
+    damaged."""
+    backup = backup_dir(run_dir)
+    completed, problem = _backup_epoch(backup, "")
+    if problem == _NO_BACKUP:  # a new run, or one stopped in its first epoch
+        completed, problem = 0, None
+    if problem:
+        previous_problem = _backup_epoch(backup, PREVIOUS)[1]
+        if previous_problem:
+            raise UserError(f"cannot resume: the backup in {backup} is damaged ({problem}), and its previous copy "
+                            f"too ({previous_problem}); start the run again in a new `run_dir`")
+        completed = _restore_previous_backup(backup)
+        print(f"imagerec: the last backup in {backup} is damaged ({problem}); resuming from the one before it "
+              f"({completed} epochs done)", file=sys.stderr)
     _keep_history_rows(Path(run_dir) / HISTORY_CSV, completed)
     return completed
+
+
+_NO_BACKUP = "no backup"
+
+
+def _backup_epoch(backup: Path, suffix: str) -> tuple:
+    """(completed epochs, None) of the backup's `suffix` version, or (0, what is wrong with it: _NO_BACKUP when
+    it has neither file)."""
+    weights, metadata = backup / (BACKUP_WEIGHTS + suffix), backup / (BACKUP_METADATA + suffix)
+    if not weights.exists() and not metadata.exists():
+        return 0, _NO_BACKUP
+    content = _read_json(metadata)
+    epoch = content.get("epoch") if content else None
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+        return 0, f"{metadata.name} is unreadable"
+    if not _readable_weights(weights):
+        return 0, f"{weights.name} is unreadable"
+    return epoch, None
+
+
+def _readable_weights(path: Path) -> bool:
+    import h5py  # Keras' weights format; deferred like Keras itself
+
+    try:
+        with h5py.File(path, "r") as weights:  # a truncated file fails here (its stored end is past the real one)
+            weights.visititems(lambda _, item: item[()] if isinstance(item, h5py.Dataset) else None)
+        return True
+    except Exception:  # noqa: BLE001 - h5py raises OSError, KeyError, RuntimeError for damaged files
+        return False
+
+
+def _restore_previous_backup(backup: Path) -> int:
+    for name in (BACKUP_WEIGHTS, BACKUP_METADATA):
+        shutil.copyfile(backup / (name + PREVIOUS), backup / name)
+    return _backup_epoch(backup, "")[0]
 
 
 def _keep_history_rows(path: Path, completed: int) -> None:
     if not path.exists():
         return
-    rows = list(csv.DictReader(path.open(newline="", encoding="utf-8")))
-    kept = [row for row in rows if int(row["epoch"]) < completed]  # CSVLogger counts epochs from 0
+    try:
+        rows = list(csv.DictReader(path.open(newline="", encoding="utf-8")))
+        kept = [row for row in rows if int(row["epoch"]) < completed]  # CSVLogger counts epochs from 0
+    except (KeyError, TypeError, ValueError, UnicodeDecodeError, csv.Error):
+        raise UserError(f"cannot resume: {path} is damaged (not the history Keras' CSVLogger writes); start the run "
+                        f"again in a new `run_dir`") from None
     with fileio.atomic_path(path, suffix=".csv") as temporary, \
             temporary.open("w", newline="", encoding="utf-8") as handle:
         if kept:

@@ -111,6 +111,16 @@ def _one_line_error(capsys, argv, match):
     (["serve", "model.keras", "--port", "70000"], "--port must be a port number"),
     (["serve", "model.keras", "--max-queue", "0"], "--max-queue must be a positive number"),
     (["export", "model.keras", "--format", "onnx", "--version", "2"], "--version applies to the savedmodel format"),
+    # issue 20: values that raised a traceback, or were accepted and made nonsense
+    (["train", "--recipe", "airbench_small", "--set", "lookahead_every=0"], "lookahead_every must be 1 or more"),
+    (["train", "--set", "learning_rate=inf"], "learning_rate must be a finite number"),
+    (["train", "--set", "label_smoothing=2"], "label_smoothing must be from 0"),
+    (["train", "--set", "lr_peak_at=2"], "lr_peak_at must be from 0 to 1"),
+    (["train", "--data", ""], "--data is an empty name"),
+    (["export", "model.keras", "--format", "keras", "--check-images", "-5"], "--check-images must be a whole number"),
+    (["export", "model.keras", "--format", "savedmodel", "--version", "-1"], "--version must be a whole number"),
+    (["serve", "model.keras", "--max-batch-size", "1000000000"], "--max-batch-size must be a positive number up to"),
+    (["serve", "model.keras", "--max-body-mb", "1e30"], "--max-body-mb must be a positive number up to"),
 ])
 def test_nonsense_options_are_one_line_errors(capsys, argv, match):
     _one_line_error(capsys, argv, match)

@@ -24,3 +24,10 @@ def test_atomic_directory_replaces_an_existing_one(tmp_path):
             (temporary / "version").write_text(version)
     assert (target / "version").read_text() == "2"
     assert sorted(path.name for path in target.parent.iterdir()) == ["my_model"]
+
+
+def test_json_files_hold_null_for_nan_and_infinity(tmp_path):
+    fileio.write_json(tmp_path / "metrics.json", {"loss": float("nan"), "values": [1.5, float("inf")]})
+    text = (tmp_path / "metrics.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"loss": None, "values": [1.5, None]}

@@ -51,6 +51,8 @@ def test_a_setting_of_another_recipe_is_refused():
     ({"shift_fraction": 1.5}, r"\[0, 1\)"),
     ({"mixed_precision": "int4"}, "one of auto, off, bf16, fp16"),
     ({"jit_compile": "sometimes"}, "true, false or auto"),
+    ({"learning_rate": float("inf")}, "finite"),
+    ({"learning_rate": float("nan")}, "finite"),
 ])
 def test_nonsense_settings_are_user_errors(overrides, match):
     with pytest.raises(UserError, match=match):
@@ -80,3 +82,22 @@ def test_describe_lists_every_recipe_alias_and_setting():
     for name, recipe in recipes.RECIPES.items():
         assert name in text and all(f"{field}=" in text for field in recipes.field_types(recipe))
     assert "(also: fast_small)" in text
+
+
+@pytest.mark.parametrize("overrides, match", [
+    ({"lookahead_every": 0}, "lookahead_every` must be 1 or more"),
+    ({"label_smoothing": 2.0}, "label_smoothing"), ({"lr_peak_at": 2.0}, "lr_peak_at"),
+    ({"learning_rate": float("inf")}, "finite"), ({"whitening_images": 0}, "whitening_images"),
+    ({"lookahead_start_epoch": -1}, "lookahead_start_epoch"),
+])
+def test_nonsense_airbench_settings_are_user_errors(overrides, match):
+    with pytest.raises(UserError, match=match):
+        recipes.get_recipe("airbench_small", **overrides)
+
+
+def test_fewer_epochs_than_the_seed_recipes_augmented_phase_keep_its_share():
+    recipe = recipes.get_recipe("seed", epochs=3)  # the README's example
+    assert (recipe.epochs, recipe.augmented_epochs) == (3, 1)  # the tutorial's last third (5 of 15)
+    assert recipes.get_recipe("seed", epochs=3, augmented_epochs=2).augmented_epochs == 2
+    assert recipes.get_recipe("seed", epochs=20).augmented_epochs == 5  # the preset's, where it fits
+    assert recipes.get_recipe("finetune", epochs=2).head_epochs == 1

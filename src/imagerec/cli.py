@@ -165,7 +165,7 @@ def _train(arguments) -> int:
     _import_tensorflow_quietly()
     from imagerec import train
 
-    result = train.train(arguments.data or data.DEFAULT_SOURCE, recipe, arguments.out, arguments.seed,
+    result = train.train(data.DEFAULT_SOURCE if arguments.data is None else arguments.data, recipe, arguments.out, arguments.seed,
                          data_options={**_loading(arguments), "image_size": arguments.image_size},
                          report=not arguments.no_report,
                          tensorboard=arguments.tensorboard, resume=arguments.resume, validation=arguments.validation,

@@ -243,6 +243,8 @@ def load_dataset(source: str = DEFAULT_SOURCE, image_size=None, val_split: float
     whose members add up to more than `max_extract_bytes` (default: 100x the archive's size) is refused.
     Raises UserError.
     """
+    if not str(source).strip():
+        raise UserError("`data` is an empty name: give a folder, an archive or 'cifar10'")
     image_size = None if image_size is None else parse_image_size(image_size)
     if not 0 < val_split < 1:
         raise UserError(f"`val_split` must be between 0 and 1 (exclusive), got {val_split}")

@@ -76,6 +76,7 @@ def export_model(classifier, out, format_name: str, dataset, *, quantize: str | 
     For "savedmodel", `out` is the model's folder and the export goes in `out/<version>/` (default: one above
     the highest version there). Raises UserError for a bad request or an export that disagrees.
     """
+    check_counts(check_images, calibration_images, version)
     generator = np.random.default_rng(seed)
     check = generator.choice(len(dataset.y_test), min(check_images, len(dataset.y_test)), replace=False)
     calibration = generator.choice(len(dataset.y_train), min(calibration_images, len(dataset.y_train)),
@@ -151,6 +152,15 @@ def require(module: str, extra: str) -> None:
         importlib.import_module(module)
     except ImportError:
         raise UserError(f"this needs the {module} package: pip install 'imagerec[{extra}]'") from None
+
+
+def check_counts(check_images: int, calibration_images: int, version: int | None = None) -> None:
+    """UserError unless the image counts are 1 or more and a SavedModel version is a positive whole number (TF
+    Serving's version folders)."""
+    for name, value in (("check_images", check_images), ("calibration_images", calibration_images),
+                        ("version", 1 if version is None else version)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise UserError(f"`{name}` must be a whole number, 1 or more, got {value!r}")
 
 
 def _target_path(out: Path, format_name: str, version) -> Path:

@@ -6,6 +6,7 @@ the final name with `os.replace` (atomic on POSIX): readers see the old file or 
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -66,4 +67,16 @@ def write_text(path, text: str) -> None:
 
 
 def write_json(path, data) -> None:
-    write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+    """`data` as JSON; NaN and infinities (a diverged loss) become null: JSON has no such numbers, and Python's
+    json would write a bare NaN that other readers refuse."""
+    write_text(path, json.dumps(_finite(data), indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def _finite(value):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value

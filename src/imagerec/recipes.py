@@ -9,6 +9,7 @@ has `epochs` (all of them), `model`, `batch_size`, `learning_rate`, `jit_compile
 """
 
 import dataclasses
+import math
 
 from imagerec.errors import UserError
 
@@ -127,7 +128,25 @@ class AirbenchRecipe:
         if self.muon_learning_rate < 0 or not 0 <= self.muon_momentum < 1:
             raise UserError(f"`muon_learning_rate` must be 0 (off) or more and `muon_momentum` in [0, 1), got "
                             f"{self.muon_learning_rate} and {self.muon_momentum}")
+        self._check_schedule()
         return self
+
+    def _check_schedule(self) -> None:
+        for field, low, high, value in (("label_smoothing", 0, 0.999, self.label_smoothing),
+                                        ("lr_start", 0, 1, self.lr_start), ("lr_peak_at", 0, 1, self.lr_peak_at),
+                                        ("lr_end", 0, 1, self.lr_end), ("lookahead_decay", 0, 1, self.lookahead_decay),
+                                        ("weight_decay", 0, 1e6, self.weight_decay),
+                                        ("lookahead_power", 0, 100, self.lookahead_power)):
+            if not low <= value <= high:
+                raise UserError(f"`{field}` must be from {low:g} to {high:g}, got {value}")
+        if not self.bias_lr_scale > 0:
+            raise UserError(f"`bias_lr_scale` must be positive, got {self.bias_lr_scale}")
+        for field in ("lookahead_every", "whitening_images"):
+            if getattr(self, field) < 1:
+                raise UserError(f"`{field}` must be 1 or more, got {getattr(self, field)}")
+        for field in ("lookahead_start_epoch", "whiten_bias_epochs"):
+            if getattr(self, field) < 0:
+                raise UserError(f"`{field}` must be 0 or more, got {getattr(self, field)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,6 +185,10 @@ class FinetuneRecipe:
 
 
 def _check_common(recipe) -> None:
+    for field in dataclasses.fields(recipe):
+        value = getattr(recipe, field.name)
+        if isinstance(value, float) and not math.isfinite(value):  # inf passes every `> 0` check
+            raise UserError(f"`{field.name}` must be a finite number, got {value}")
     if recipe.class_weight not in CLASS_WEIGHTS:
         raise UserError(f"`class_weight` must be one of {', '.join(CLASS_WEIGHTS)}, got {recipe.class_weight!r}")
     if recipe.mixed_precision not in PRECISIONS:
@@ -232,7 +255,18 @@ def get_recipe(name: str = DEFAULT, **overrides):
     if unknown:
         raise UserError(f"recipe {name!r} has no setting(s): {', '.join(sorted(unknown))}; it has: "
                         f"{', '.join(field_types(recipe))}")
-    return dataclasses.replace(recipe, **changes).validate()
+    return _fitted_phases(dataclasses.replace(recipe, **changes), changes).validate()
+
+
+def _fitted_phases(recipe, changes: dict):
+    """A two-phase recipe given fewer `epochs` than its preset's later phase, that phase not given: the
+    preset's share of the epochs instead (the seed recipe's last third augmented, as the tutorial's 5 of 15)."""
+    later = {SeedRecipe: "augmented_epochs", FinetuneRecipe: "head_epochs"}.get(type(recipe))
+    preset = RECIPES[recipe.name]
+    if later is None or later in changes or getattr(recipe, later) <= recipe.epochs:
+        return recipe
+    share = getattr(preset, later) / preset.epochs
+    return dataclasses.replace(recipe, **{later: int(recipe.epochs * share)})
 
 
 def describe() -> str:

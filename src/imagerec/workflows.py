@@ -15,7 +15,9 @@ def load_model_and_data(model, data_source=None, trust_model: bool = False, data
     """(Classifier, Dataset): the model at `model` (a run directory or any saved format) and `data_source`
     (default: the data its run was trained on, else CIFAR-10) at the model's input size. UserError when the
     data's classes are not the model's."""
-    source = data_source or rundir.data_source(model) or data.DEFAULT_SOURCE
+    if data_source is not None and not str(data_source).strip():
+        raise UserError("`data_source` is an empty name: give a folder, an archive or 'cifar10'")
+    source = data_source if data_source is not None else rundir.data_source(model) or data.DEFAULT_SOURCE
     classifier = saving.load_model(model, trust_model=trust_model)
     same_split = data_source is None and rundir.held_out_validation(model)  # the run's cache, not a new decode
     dataset = data.load_dataset(source, image_size=classifier.input_shape[:2], hold_out_validation=same_split,
@@ -61,6 +63,7 @@ def export_run(model, format_name: str, out=None, data_source=None, *, quantize=
     (a SavedModel: exports/model/<version>/)."""
     if version is not None and format_name != "savedmodel":
         raise UserError("`version` applies to the savedmodel format only")
+    export.check_counts(check_images, calibration_images, version)  # before seconds of loading
     classifier, dataset = load_model_and_data(model, data_source, trust_model, data_options)
     out = out or export.default_path(format_name, quantize)
     return export.export_model(classifier, out, format_name, dataset, quantize=quantize, check_images=check_images,

@@ -510,3 +510,63 @@ def test_a_reservation_that_fails_for_space_is_a_user_error_with_nothing_left(im
     with pytest.raises(UserError, match="no space left for the decoded images"):
         data.load_dataset(str(image_folder), cache_dir=tmp_path / "cache", progress=False)
     assert list((tmp_path / "cache" / "decoded").iterdir()) == []
+
+
+# ---------------------------------------------------------------- hostile archives (issue 20)
+
+def _tar_with(path: Path, extra) -> Path:
+    """A tar.gz of a valid two-class tree plus what `extra(archive)` adds."""
+    tree = path.parent / "tree"
+    for name in ("cat", "dog"):
+        _save(tree / "train" / name / "a.png", _rgb((1, 2, 3)))
+    with tarfile.open(path, "w:gz") as archive:
+        archive.add(tree, arcname="tree")
+        extra(archive)
+    return path
+
+
+def _tar_member(archive, name: str, kind=tarfile.REGTYPE, link: str = "") -> None:
+    member = tarfile.TarInfo(name)
+    member.type, member.linkname = kind, link
+    archive.addfile(member, io.BytesIO(b""))
+
+
+def test_an_archive_of_thousands_of_empty_members_is_refused_before_extracting(tmp_path):
+    archive = _tar_with(tmp_path / "many.tar.gz", lambda handle: [_tar_member(handle, f"tree/train/cat/{index}.png")
+                                                                  for index in range(20_000)])
+    assert archive.stat().st_size < 1_000_000
+    with pytest.raises(UserError, match=r"holds 20,00\d members, over the limit of 10,000"):
+        data.load_dataset(str(archive), cache_dir=tmp_path / "cache")
+    assert not any((tmp_path / "cache").rglob("*.png"))
+
+
+@pytest.mark.parametrize("name, kind, link, match", [
+    ("/tmp/evil.png", tarfile.REGTYPE, "", "points outside"),
+    ("tree/../../evil.png", tarfile.REGTYPE, "", "points outside"),
+    ("tree/train/cat/link.png", tarfile.SYMTYPE, "a.png", "is a link"),
+    ("tree/train/cat/hard.png", tarfile.LNKTYPE, "tree/train/cat/a.png", "is a link"),
+    ("tree/train/cat/fifo", tarfile.FIFOTYPE, "", "is a special file"),
+])
+def test_tar_members_outside_the_folder_and_links_are_refused(tmp_path, name, kind, link, match):
+    archive = _tar_with(tmp_path / "odd.tar.gz", lambda handle: _tar_member(handle, name, kind, link))
+    with pytest.raises(UserError, match=match):
+        data.load_dataset(str(archive), cache_dir=tmp_path / "cache")
+    assert not any(path.is_file() for path in (tmp_path / "cache").rglob("*"))
+
+
+@pytest.mark.parametrize("name, symlink, match", [("../evil.png", False, "points outside"),
+                                                  ("/abs/evil.png", False, "points outside"),
+                                                  ("tree/train/cat/link.png", True, "is a link")])
+def test_zip_members_outside_the_folder_and_links_are_refused(tmp_path, name, symlink, match):
+    archive = tmp_path / "odd.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        for label in ("cat", "dog"):
+            buffer = io.BytesIO()
+            _rgb((1, 2, 3)).save(buffer, "PNG")
+            handle.writestr(f"tree/train/{label}/a.png", buffer.getvalue())
+        info = zipfile.ZipInfo(name)
+        if symlink:
+            info.external_attr = (0o120777 << 16)  # how Info-ZIP stores a symbolic link: its target as content
+        handle.writestr(info, "/etc/passwd" if symlink else "x")
+    with pytest.raises(UserError, match=match):
+        data.load_dataset(str(archive), cache_dir=tmp_path / "cache")

@@ -282,7 +282,7 @@ def test_names_from_models_and_files_reach_the_terminal_escaped(seed_run, image_
     for index, photo in enumerate(sorted((image_folder / "test" / "red_stripes").glob("*.jpg"))[:5]):
         shutil.copy(photo, images / f"{index}.jpg")
     (images / "bad\nimagerec: forged line.jpg").write_bytes(b"not an image")
-    result = run_cli("predict", run_dir, images, "--top-k", 4)
+    result = run_cli("predict", run_dir, images, "--top-k", 4, "--trust-model")  # model.json edited: trusted
     assert "\x1b" not in result.stdout + result.stderr  # no raw escape code
     assert "\\x1b[31mred" in result.stdout
     skipped = [line for line in result.stderr.splitlines() if "skipped" in line]

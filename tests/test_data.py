@@ -570,3 +570,11 @@ def test_zip_members_outside_the_folder_and_links_are_refused(tmp_path, name, sy
         handle.writestr(info, "/etc/passwd" if symlink else "x")
     with pytest.raises(UserError, match=match):
         data.load_dataset(str(archive), cache_dir=tmp_path / "cache")
+
+
+def test_a_one_class_data_set_is_refused_in_one_line(tmp_path):
+    for index in range(4):
+        _save(tmp_path / "tree" / "train" / "only" / f"{index}.png", _rgb((index, 0, 0)))
+        _save(tmp_path / "tree" / "test" / "only" / f"{index}.png", _rgb((index, 0, 0)))
+    with pytest.raises(UserError, match="has 1 class \\(only\\); a classifier needs 2 or more"):
+        data.load_dataset(str(tmp_path / "tree"), cache_dir=tmp_path / "cache", progress=False)

@@ -74,3 +74,23 @@ def test_report_page_renders_in_headless_chromium_without_errors(airbench_run, i
     assert len(widths) == len(FIGURES) + 2 and all(width > 100 for width in widths)  # every image decoded
     with Image.open(tmp_path / "screenshot.png") as shot:
         assert shot.height > 900 and np.asarray(shot.convert("L")).std() > 10
+
+
+def test_control_characters_in_class_names_reach_no_figure_and_no_warning(tmp_path):
+    import warnings
+
+    from imagerec import report
+    from imagerec.classifier import Classifier
+
+    names = ("\x1b[31mred", "blue\x07")
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, (12, 8, 8, 3)).astype(np.uint8), np.arange(12) % 2
+
+    def predict(batch):  # always fairly sure of class 0: half the images are confident mistakes
+        return np.tile([0.9, 0.1], (len(batch), 1)).astype(np.float32)
+
+    classifier = Classifier("m.keras", "keras", names, (8, 8, 3), predict)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report.write_report(tmp_path / "report", classifier, images, labels)
+    assert not [str(warning.message) for warning in caught if "Glyph" in str(warning.message)]

@@ -260,6 +260,9 @@ def load_dataset(source: str = DEFAULT_SOURCE, image_size=None, val_split: float
         # Absolute: a run records its source, and `report`/`export` find the data again from any folder.
         path = Path(os.path.abspath(Path(source).expanduser()))  # "a/../b" → "b"; symbolic links kept
         dataset = _load_path(path, image_size, cache, progress, max_extract_bytes, split)
+    if dataset.num_classes < 2:
+        raise UserError(f"{dataset.source} has {dataset.num_classes} class ({', '.join(dataset.class_names)}); a "
+                        f"classifier needs 2 or more: add a folder per class under train/")
     if hold_out_validation and dataset.y_val is None:
         dataset = hold_out(dataset, val_split, seed)
     return dataset

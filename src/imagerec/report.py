@@ -9,6 +9,7 @@ image.
 import base64
 import html
 import json
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -19,6 +20,7 @@ matplotlib.use("Agg")  # files only, never a window; must precede pyplot's impor
 import matplotlib.pyplot as plt  # noqa: E402
 
 from imagerec import evaluate, fileio  # noqa: E402
+from imagerec.errors import printable  # noqa: E402
 
 REPORT_JSON, REPORT_HTML = "report.json", "report.html"
 COLOUR_MAP = "viridis"  # perceptually uniform and monotonic in lightness: reads in grey too
@@ -36,7 +38,9 @@ def write_report(out_dir, classifier, images: np.ndarray, labels: np.ndarray, *,
     if probabilities is None:
         probabilities = classifier.predict_proba(images)
     numbers = evaluate.classification_numbers(probabilities, labels, classifier.class_names)
-    figures = _figures(numbers, classifier.class_names, images, dataset, history)
+    # Figures get the names escaped (`printable`): matplotlib has no glyph for a control character and says so on
+    # stderr, raw, once per character.
+    figures = _figures(numbers, [printable(name) for name in classifier.class_names], images, dataset, history)
     for name, draw in figures.items():
         draw(out_dir / name)
     report = {"model": classifier.path, "format": classifier.format, "run": _run_facts(run or {}),
@@ -56,7 +60,7 @@ def _figures(numbers: dict, class_names, images, dataset, history) -> dict:
         "mistakes.png": lambda path: plot_mistakes(numbers["most_confident_mistakes"], images, path),
     }
     if dataset is not None:
-        figures["samples.png"] = lambda path: plot_samples(dataset.x_train, dataset.y_train, dataset.class_names, path)
+        figures["samples.png"] = lambda path: plot_samples(dataset.x_train, dataset.y_train, class_names, path)
     for metric in ("accuracy", "loss") if history else ():
         figures[f"{metric}.png"] = lambda path, metric=metric: plot_curves(history, metric, path)
     return figures
@@ -147,7 +151,8 @@ def plot_mistakes(mistakes: list, images: np.ndarray, path, columns: int = 8) ->
         axes.axis("off")
     for axes, mistake in zip(grid.flat, mistakes):
         axes.imshow(images[mistake["index"]].astype(np.uint8), interpolation="nearest")
-        axes.set_title(f"{mistake['true']}\n→ {mistake['predicted']} ({100 * mistake['confidence']:.0f}%)", fontsize=7)
+        axes.set_title(printable(f"{mistake['true']}") + "\n→ " + printable(mistake["predicted"])
+                       + f" ({100 * mistake['confidence']:.0f}%)", fontsize=7)
     if not mistakes:
         grid.flat[0].text(0.5, 0.5, "no mistakes", ha="center", va="center")
     figure.suptitle("Most confident mistakes: true → predicted (confidence)", fontsize=9)
@@ -176,9 +181,13 @@ def plot_curves(history: list, metric: str, path) -> None:
 
 
 def _save(figure, path) -> None:
-    figure.tight_layout()
-    with fileio.atomic_path(path, suffix=".png") as temporary:
-        figure.savefig(temporary, format="png")
+    with warnings.catch_warnings():
+        # A name in a script the font lacks (CJK, emoji) is drawn as boxes; the figure is still right, and a
+        # warning per glyph on the user's terminal says nothing they can act on.
+        warnings.filterwarnings("ignore", message="Glyph .* missing from")
+        figure.tight_layout()
+        with fileio.atomic_path(path, suffix=".png") as temporary:
+            figure.savefig(temporary, format="png")
     plt.close(figure)
 
 

@@ -8,6 +8,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -33,7 +34,8 @@ def atomic_path(final_path, suffix: str = ""):
     """
     final_path = Path(final_path)
     final_path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{final_path.name}.", suffix=".tmp" + suffix,
+    remove_stale_temporaries(final_path)
+    handle, name = tempfile.mkstemp(prefix=f".{final_path.name}.{os.getpid()}-", suffix=".tmp" + suffix,
                                     dir=final_path.parent)
     os.close(handle)
     temporary = Path(name)
@@ -47,6 +49,30 @@ def atomic_path(final_path, suffix: str = ""):
             shutil.rmtree(temporary, ignore_errors=True)
         elif temporary.exists():
             temporary.unlink()
+
+
+def remove_stale_temporaries(final_path: Path) -> list:
+    """Remove what writers of `final_path` that were killed (kill -9, a power cut) left beside it: temporaries
+    named by `atomic_path` for a process that no longer runs. Those of running processes, this one included,
+    are theirs. Returns the paths removed."""
+    pattern = re.compile(re.escape(f".{final_path.name}.") + r"(\d+)-[^/]*\.tmp" + r".*")
+    removed = []
+    for sibling in final_path.parent.iterdir():
+        match = pattern.fullmatch(sibling.name)
+        if match and not _process_runs(int(match.group(1))):
+            shutil.rmtree(sibling, ignore_errors=True) if sibling.is_dir() else sibling.unlink(missing_ok=True)
+            removed.append(sibling)
+    return removed
+
+
+def _process_runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def _replace(temporary: Path, final_path: Path) -> None:

@@ -9,6 +9,11 @@ after one byte of a declared 1,000-byte body), then sends 20 valid requests from
 statuses and slowest latency, and how long the server takes to cut the slow ones off. `--parse-load N` sends N
 concurrent ~15 MB JSON bodies (256 instances of float pixels each) while polling `GET /healthz` every 20 ms,
 and reports the health check's latency percentiles and the server's peak resident memory (VmHWM).
+`--scan-bombs N` sends N progressive-JPEG scan bombs (tests/hostile_files.py: 223 KB, one refinement scan
+repeated 1,000 times, ~36 s of libjpeg each on ae0f579) to `/predict`, two attackers back to back, while 8
+clients send valid requests for 15 s, and reports the valid requests' latency and the bombs' statuses.
+`--big-bodies N` has N clients each send a ~15.9 MB JSON body at once, and reports their statuses and the
+server's peak resident memory (the server-wide `--max-pending-mb` budget).
 
 Starts the real server (uvicorn, loopback only) once per mode, then for each concurrency level runs that many
 clients, each sending TF Serving REST requests (`POST /v1/models/cifar10:predict`, one 32x32 test image as a
@@ -31,6 +36,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -171,6 +177,48 @@ async def parse_load(url: str, count: int, server_pid: int) -> dict:
             "healthz_max_ms": round(max(health_ms), 1), "server_peak_rss_mb": peak_rss_mb(server_pid)}
 
 
+async def scan_bombs(url: str, bodies: list, count: int, clients: int = 8, duration_s: float = 15.0) -> dict:
+    """`count` scan bombs from 2 attackers while `clients` send valid requests for `duration_s`."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    import hostile_files
+
+    bomb = hostile_files.scan_bomb()
+    statuses, bomb_seconds = collections.Counter(), []
+    async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+        remaining = [count]
+
+        async def attacker():
+            while remaining[0] > 0:
+                remaining[0] -= 1
+                started = time.perf_counter()
+                response = await client.post("/predict", files={"file": ("bomb.jpg", bomb, "image/jpeg")})
+                statuses[response.status_code] += 1
+                bomb_seconds.append(time.perf_counter() - started)
+
+        valid, _, _ = await asyncio.gather(load(url, bodies, clients, duration_s, 10**9), attacker(), attacker())
+    return {"scan_bombs": count, "bomb_bytes": len(bomb), "bomb_statuses": dict(statuses),
+            "bomb_slowest_s": round(max(bomb_seconds), 3), "valid": valid}
+
+
+async def big_bodies(url: str, count: int, server_pid: int) -> dict:
+    """`count` clients each sending a ~15.9 MB JSON body at once."""
+    body = json.dumps({"instances": (np.random.default_rng(0).random((256, 32, 32, 3)) * 255).tolist()}).encode()
+    statuses = collections.Counter()
+    async with httpx.AsyncClient(base_url=url, timeout=300, limits=httpx.Limits(max_connections=count)) as client:
+        async def send(_):
+            try:
+                response = await client.post("/v1/models/cifar10:predict", content=body,
+                                             headers={"Content-Type": "application/json"})
+                statuses[response.status_code] += 1
+            except httpx.HTTPError:
+                statuses["connection error"] += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(send(index) for index in range(count)))
+    return {"big_bodies": count, "body_mb": round(len(body) / 1e6, 1), "statuses": dict(statuses),
+            "wall_s": round(time.perf_counter() - started, 1), "server_peak_rss_mb": peak_rss_mb(server_pid)}
+
+
 def peak_rss_mb(pid: int):
     try:
         for line in open(f"/proc/{pid}/status", encoding="ascii"):
@@ -197,6 +245,8 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", choices=("batched", "unbatched"), default=["batched", "unbatched"])
     parser.add_argument("--slow-clients", type=int, default=0, help="also run the slow-client scenario")
     parser.add_argument("--parse-load", type=int, default=0, help="also run the parse-load scenario")
+    parser.add_argument("--scan-bombs", type=int, default=0, help="also run the scan-bomb scenario")
+    parser.add_argument("--big-bodies", type=int, default=0, help="also run the big-bodies scenario")
     parser.add_argument("--server-option", action="append", default=[],
                         help="extra `imagerec serve` option, e.g. --server-option=--batch-window-ms=5")
     parser.add_argument("--json-out", default=None, help="also write the results here")
@@ -216,6 +266,12 @@ def main() -> None:
                 print(json.dumps(results[-1]), flush=True)
             if arguments.parse_load:
                 results.append({"mode": mode, **asyncio.run(parse_load(url, arguments.parse_load, server.pid))})
+                print(json.dumps(results[-1]), flush=True)
+            if arguments.scan_bombs:
+                results.append({"mode": mode, **asyncio.run(scan_bombs(url, bodies, arguments.scan_bombs))})
+                print(json.dumps(results[-1]), flush=True)
+            if arguments.big_bodies:  # last: its peak memory is the server's peak over every scenario before
+                results.append({"mode": mode, **asyncio.run(big_bodies(url, arguments.big_bodies, server.pid))})
                 print(json.dumps(results[-1]), flush=True)
         finally:
             server.terminate()

@@ -304,7 +304,8 @@ def test_a_cifar_pickle_archive_bomb_is_refused_before_reading_into_memory(tmp_p
 
 def test_a_file_name_with_a_newline_stays_on_the_warning_line(tmp_path, capsys):
     for split in ("train", "test"):
-        _save(tmp_path / "tree" / split / "cat" / "a.png", _rgb((1, 2, 3)))
+        for name in ("cat", "dog"):
+            _save(tmp_path / "tree" / split / name / "a.png", _rgb((1, 2, 3)))
     (tmp_path / "tree" / "train" / "cat" / "bad\nimagerec: forged.jpg").write_bytes(b"nope")
     data.load_dataset(str(tmp_path / "tree"), cache_dir=tmp_path / "cache", progress=False)
     warning = [line for line in capsys.readouterr().err.splitlines() if "skipped" in line]

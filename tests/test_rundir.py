@@ -36,8 +36,12 @@ def test_a_runs_data_source_is_found_from_the_run_or_any_of_its_models(tmp_path)
 
 
 def test_completed_epochs_come_from_the_backup_and_later_history_rows_go(tmp_path):
+    import h5py
+
     (tmp_path / rundir.BACKUP_DIR).mkdir()
     (tmp_path / rundir.BACKUP_DIR / "training_metadata.json").write_text(json.dumps({"epoch": 2}))
+    with h5py.File(tmp_path / rundir.BACKUP_DIR / "latest.weights.h5", "w") as weights:  # Keras' weights file
+        weights["vars/0"] = [1.0, 2.0]
     rows = "epoch,accuracy\n0,0.5\n1,0.6\n2,0.7\n"  # epoch 2 (0-based) logged, then killed before its backup
     (tmp_path / rundir.HISTORY_CSV).write_text(rows)
     assert rundir.completed_epochs(tmp_path) == 2

@@ -16,13 +16,16 @@ parsing and image decoding run in a small pool of worker threads, also off the e
 Limits (`ServeLimits`) guard memory and time, in the order a request meets them:
   1. its request line and headers, then its body, must arrive within `read_timeout_s` (408; the body's time
      grows by 1 s per 100 kB received): a slow client holds a connection, never a slot
-     (`header_deadline_protocol`, `RequestGuard`);
-  2. the body size is enforced on the bytes actually received (a chunked body has no Content-Length) (413);
+     (`header_deadline_protocol`, `RequestGuard`); headers over MAX_HEADER_BYTES, or a body framed both by
+     Transfer-Encoding and Content-Length, are 400 and close the connection;
+  2. the body size is enforced on the bytes actually received (a chunked body has no Content-Length) (413),
+     and the bytes all requests hold at once against `max_pending_mb` (`BodyBudget`, 503);
   3. only a complete request takes one of `max_concurrent` work slots; over that it waits in a queue of
      `max_queue` (`Admission`), and only a full queue answers 503 with Retry-After;
   4. one deadline, `timeout_s` from the request's arrival, covers reading, parsing, decoding, queueing and
      inference (504); image dimensions are checked from the headers, each image against `max_image_pixels`
-     and their sum against `max_request_pixels`, before any pixel is decoded (413).
+     and their decoding work (`data.decode_work`: a JPEG's scans count) against `max_request_pixels`, before
+     any pixel is decoded (413).
 """
 
 import asyncio

@@ -161,9 +161,12 @@ async def parse_load(url: str, count: int, server_pid: int) -> dict:
                 await asyncio.sleep(0.02)
 
         async def big(_):
-            response = await client.post("/v1/models/cifar10:predict", content=body,
-                                         headers={"Content-Type": "application/json"})
-            statuses[response.status_code] += 1
+            try:
+                response = await client.post("/v1/models/cifar10:predict", content=body,
+                                             headers={"Content-Type": "application/json"})
+                statuses[response.status_code] += 1
+            except httpx.HTTPError:
+                statuses["connection error"] += 1
 
         poller = asyncio.create_task(poll())
         started = time.perf_counter()

@@ -576,7 +576,9 @@ class BodyBudget:
         if self.held_bytes + extra > self.budget_bytes:
             raise RequestError(503, f"server busy: request bodies already hold {self.held_bytes / 2**20:.0f} of "
                                     f"{self.budget_bytes / 2**20:.0f} MiB; retry later",
-                               {"retry-after": str(RETRY_AFTER_S), "connection": "close"})
+                               # kept open: uvicorn then reads and drops the rest of the body (holding none
+                               # of it), and the client gets this answer instead of a reset mid-upload
+                               {"retry-after": str(RETRY_AFTER_S), "connection": "keep-alive"})
         self.held_bytes += extra
         handle.size = size
 

@@ -144,11 +144,25 @@ def slow_clients(url: str, count: int, body: bytes, valid: int = 20, wait_s: flo
             "slow_clients_ended_after_s": round(time.perf_counter() - opened, 1), "slow_clients_ended": dict(endings)}
 
 
+def big_body() -> bytes:
+    """A ~15.9 MB TF Serving body: 256 instances of float pixels (float64 reprs: ~18 characters per number)."""
+    pixels = (np.random.default_rng(0).random((256, 32, 32, 3)) * 255).tolist()
+    return json.dumps({"instances": pixels}).encode()
+
+
+async def post_counted(client, body: bytes, statuses: collections.Counter) -> None:
+    """POST `body` to the predict route, counting its status (or a connection error) in `statuses`."""
+    try:
+        response = await client.post("/v1/models/cifar10:predict", content=body,
+                                     headers={"Content-Type": "application/json"})
+        statuses[response.status_code] += 1
+    except httpx.HTTPError:
+        statuses["connection error"] += 1
+
+
 async def parse_load(url: str, count: int, server_pid: int) -> dict:
     """`count` concurrent ~15 MB JSON bodies while /healthz is polled every 20 ms."""
-    rng = np.random.default_rng(0)
-    pixels = (rng.random((256, 32, 32, 3)) * 255).tolist()  # float64 reprs: ~18 characters per number
-    body = json.dumps({"instances": pixels}).encode()
+    body = big_body()
     health_ms, statuses = [], collections.Counter()
     async with httpx.AsyncClient(base_url=url, timeout=120, limits=httpx.Limits(max_connections=count + 1)) as client:
         done = asyncio.Event()
@@ -160,17 +174,9 @@ async def parse_load(url: str, count: int, server_pid: int) -> dict:
                 health_ms.append(1000 * (time.perf_counter() - started))
                 await asyncio.sleep(0.02)
 
-        async def big(_):
-            try:
-                response = await client.post("/v1/models/cifar10:predict", content=body,
-                                             headers={"Content-Type": "application/json"})
-                statuses[response.status_code] += 1
-            except httpx.HTTPError:
-                statuses["connection error"] += 1
-
         poller = asyncio.create_task(poll())
         started = time.perf_counter()
-        await asyncio.gather(*(big(index) for index in range(count)))
+        await asyncio.gather(*(post_counted(client, body, statuses) for _ in range(count)))
         wall_s = time.perf_counter() - started
         done.set()
         await poller
@@ -205,19 +211,10 @@ async def scan_bombs(url: str, bodies: list, count: int, clients: int = 8, durat
 
 async def big_bodies(url: str, count: int, server_pid: int) -> dict:
     """`count` clients each sending a ~15.9 MB JSON body at once."""
-    body = json.dumps({"instances": (np.random.default_rng(0).random((256, 32, 32, 3)) * 255).tolist()}).encode()
-    statuses = collections.Counter()
+    body, statuses = big_body(), collections.Counter()
     async with httpx.AsyncClient(base_url=url, timeout=300, limits=httpx.Limits(max_connections=count)) as client:
-        async def send(_):
-            try:
-                response = await client.post("/v1/models/cifar10:predict", content=body,
-                                             headers={"Content-Type": "application/json"})
-                statuses[response.status_code] += 1
-            except httpx.HTTPError:
-                statuses["connection error"] += 1
-
         started = time.perf_counter()
-        await asyncio.gather(*(send(index) for index in range(count)))
+        await asyncio.gather(*(post_counted(client, body, statuses) for _ in range(count)))
     return {"big_bodies": count, "body_mb": round(len(body) / 1e6, 1), "statuses": dict(statuses),
             "wall_s": round(time.perf_counter() - started, 1), "server_peak_rss_mb": peak_rss_mb(server_pid)}
 

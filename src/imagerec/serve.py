@@ -479,8 +479,9 @@ class RequestGuard:
             _check_framing(scope)
             if scope["method"] not in ("POST", "PUT", "PATCH"):
                 return await self.app(scope, receive, send)
-            with self.budget.holding() as held:
-                body = await self._read_body(scope, receive, time.monotonic() + self.limits.read_timeout_s, held)
+            with self.budget.holding() as reserve:
+                body = await self._read_body(scope, receive, time.monotonic() + self.limits.read_timeout_s,
+                                             reserve)
                 async with self.admission.slot(deadline):
                     await asyncio.wait_for(self.app(scope, _replay(body), send),
                                            max(0.0, deadline - time.monotonic()))
@@ -493,14 +494,14 @@ class RequestGuard:
         except _ClientGone:
             pass
 
-    async def _read_body(self, scope, receive, read_deadline: float, held) -> bytes:
+    async def _read_body(self, scope, receive, read_deadline: float, reserve) -> bytes:
         limit = self.limits.max_body_bytes
         declared = _header(scope, b"content-length")
         if declared is not None and not (declared.isdigit() and declared.isascii()):
             raise RequestError(400, "invalid Content-Length")
         if declared is not None and int(declared) > limit:
             raise RequestError(413, f"request body over the limit of {limit} bytes")
-        held.reserve(int(declared or 0))  # the whole declared body at once: refused before it is read
+        reserve(int(declared or 0))  # the whole declared body at once: refused before it is read
         chunks, size = [], 0
         while True:
             # Like Apache's mod_reqtimeout (body=10,MinRate=...): the deadline moves on with every byte that
@@ -521,7 +522,7 @@ class RequestGuard:
             size += len(message.get("body", b""))
             if size > limit:
                 raise RequestError(413, f"request body over the limit of {limit} bytes")
-            held.reserve(size)
+            reserve(size)
             chunks.append(message.get("body", b""))
             if not message.get("more_body", False):
                 return b"".join(chunks)
@@ -562,33 +563,27 @@ class BodyBudget:
 
     @contextlib.contextmanager
     def holding(self):
-        """A `reserve(size)` handle: this request now holds `size` bytes (it only grows); freed on exit."""
-        handle = _Held(self)
+        """A `reserve(size)` function for one request: it now holds `size` bytes (only ever more); RequestError 503
+        when that does not fit. All of it is freed on exit."""
+        held = 0
+
+        def reserve(size: int) -> None:
+            nonlocal held
+            if size <= held:
+                return
+            if self.held_bytes + size - held > self.budget_bytes:
+                raise RequestError(503, f"server busy: request bodies already hold {self.held_bytes / 2**20:.0f} "
+                                        f"of {self.budget_bytes / 2**20:.0f} MiB; retry later",
+                                   # kept open: uvicorn then reads and drops the rest of the body (holding none
+                                   # of it), and the client gets this answer instead of a reset mid-upload
+                                   {"retry-after": str(RETRY_AFTER_S), "connection": "keep-alive"})
+            self.held_bytes += size - held
+            held = size
+
         try:
-            yield handle
+            yield reserve
         finally:
-            self.held_bytes -= handle.size
-
-    def _grow(self, handle, size: int) -> None:
-        extra = size - handle.size
-        if extra <= 0:
-            return
-        if self.held_bytes + extra > self.budget_bytes:
-            raise RequestError(503, f"server busy: request bodies already hold {self.held_bytes / 2**20:.0f} of "
-                                    f"{self.budget_bytes / 2**20:.0f} MiB; retry later",
-                               # kept open: uvicorn then reads and drops the rest of the body (holding none
-                               # of it), and the client gets this answer instead of a reset mid-upload
-                               {"retry-after": str(RETRY_AFTER_S), "connection": "keep-alive"})
-        self.held_bytes += extra
-        handle.size = size
-
-
-class _Held:
-    def __init__(self, budget: BodyBudget):
-        self.budget, self.size = budget, 0
-
-    def reserve(self, size: int) -> None:
-        self.budget._grow(self, size)
+            self.held_bytes -= held
 
 
 class _ClientGone(Exception):

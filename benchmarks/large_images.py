@@ -94,8 +94,9 @@ def child_decode(folder: str, size: int, threads: int, draft: bool) -> dict:
     from PIL import JpegImagePlugin
 
     from imagerec import data
+    from imagerec.data import cache
 
-    data.DECODE_WORKERS = threads
+    cache.DECODE_WORKERS = threads
     if not draft:  # full-size decoding, then resizing (JPEG files have their own draft)
         JpegImagePlugin.JpegImageFile.draft = lambda self, mode, size: None
     with tempfile.TemporaryDirectory() as cache:
@@ -109,7 +110,8 @@ def child_decode(folder: str, size: int, threads: int, draft: bool) -> dict:
 
 def child_memory(folder: str, size: int, epochs: int) -> dict:
     sampler = MemorySampler()
-    from imagerec import data, recipes, train
+    from imagerec import data
+    from imagerec.training import recipes, run
 
     with tempfile.TemporaryDirectory() as scratch:
         baseline = sampler.reset()
@@ -118,7 +120,7 @@ def child_memory(folder: str, size: int, epochs: int) -> dict:
         decode_s, decoding = time.perf_counter() - started, sampler.reset()
         recipe = recipes.get_recipe("airbench_small", epochs=epochs)
         started = time.perf_counter()
-        result = train.train(dataset, recipe, Path(scratch) / "run", report=False, verbose=0)
+        result = run.train(dataset, recipe, Path(scratch) / "run", report=False, verbose=0)
         train_s, training = time.perf_counter() - started, sampler.reset()
     return {"images": len(dataset.y_train) + len(dataset.y_test), "train_images": len(dataset.y_train),
             "decoded_gb": round((dataset.x_train.nbytes + dataset.x_test.nbytes) / 1e9, 2),

@@ -18,7 +18,8 @@ from pathlib import Path
 import keras
 
 import imagerec
-from imagerec import machine, recipes, train
+from imagerec import machine
+from imagerec.training import recipes, run
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -56,7 +57,7 @@ def main() -> None:
     recipe = recipes.get_recipe("seed")
     timer = EpochTimer()
     run_dir = Path(arguments.out or tempfile.mkdtemp(prefix="seed-benchmark-"))
-    result = train.train(dataset, recipe, run_dir, seed=arguments.seed, callbacks=[timer], report=False)
+    result = run.train(dataset, recipe, run_dir, seed=arguments.seed, callbacks=[timer], report=False)
     append_result(arguments, dataset, result, timer.seconds, load_s)
 
 

@@ -24,7 +24,8 @@ import time
 import keras
 import numpy as np
 
-from imagerec import airbench, finetune, machine, models, recipes
+from imagerec import machine, models
+from imagerec.training import airbench, finetune, recipes
 
 
 def measure(model_name: str, batch_size: int, steps: int, jit: bool, policy: str = "float32",

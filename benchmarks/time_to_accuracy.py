@@ -48,8 +48,10 @@ _choose_backend()
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from imagerec import backends, data, evaluate, machine, models, recipes, train  # noqa: E402
-from imagerec.classifier import Classifier  # noqa: E402
+from imagerec import backends, data, machine, models  # noqa: E402
+from imagerec.artefacts.classifier import Classifier  # noqa: E402
+from imagerec.evaluation import evaluate  # noqa: E402
+from imagerec.training import precision, recipes, run  # noqa: E402
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 THRESHOLDS = (0.81, 0.85, 0.90, 0.93, 0.94)
@@ -126,7 +128,7 @@ def run_once(arguments, recipe, seed: int) -> dict:
     clock = AccuracyClock(started, recipe, dataset.x_test, dataset.y_test, dataset.class_names,
                           arguments.eval_from_epoch)
     with tempfile.TemporaryDirectory(prefix="tta-benchmark-") as run_dir:
-        result = train.train(dataset, recipe, Path(run_dir) / "run", seed=seed, verbose=2, callbacks=[clock],
+        result = run.train(dataset, recipe, Path(run_dir) / "run", seed=seed, verbose=2, callbacks=[clock],
                              validation="none", report=False)
     flops = result.metrics["model"]["net_forward_flops_per_image"]
     # The airbench stream drops the last partial batch; the seed stream keeps it.
@@ -168,13 +170,13 @@ def _xla(recipe) -> str:
 
 
 def _machine_line(recipe, versions) -> str:
-    precision = train.PRECISION_POLICIES[train.resolve_precision(getattr(recipe, "mixed_precision", "off"))]
+    policy = precision.POLICIES[precision.resolve_precision(getattr(recipe, "mixed_precision", "off"))]
     backend = versions["keras_backend"]
     library = f"TensorFlow {versions['tensorflow']}" if backend == "tensorflow" else f"JAX {versions['jax']}"
     software = f"Keras {versions['keras']} on {backend} ({library}), Python {versions['python']}"
     if versions["accelerator"]:
-        return f"- Machine: {versions['accelerator']} (host {machine.cpu_name()}), {precision}, XLA; {software}"
-    return (f"- Machine: {machine.cpu_name()}, {os.cpu_count()} cores, CPU only, {precision}, XLA {_xla(recipe)}; "
+        return f"- Machine: {versions['accelerator']} (host {machine.cpu_name()}), {policy}, XLA; {software}"
+    return (f"- Machine: {machine.cpu_name()}, {os.cpu_count()} cores, CPU only, {policy}, XLA {_xla(recipe)}; "
             f"{software}")
 
 
@@ -183,7 +185,7 @@ def _speed_line(runs, versions, recipe) -> str:
     gflops = np.mean([run["achieved_gflops"] for run in runs])
     peak = bf16_peak_tflops(versions["accelerator"])
     # 2 cores x 2 AVX-512 FMA units: ~157-224 GFLOP/s fp32 at 2.45-3.5 GHz, twice that in bf16 (AVX512_BF16)
-    cpu_peak = "bf16 peak ~314-448" if train.resolve_precision(recipe.mixed_precision) == "bf16" else \
+    cpu_peak = "bf16 peak ~314-448" if precision.resolve_precision(recipe.mixed_precision) == "bf16" else \
         "fp32 peak ~157-224"
     against = (f"{gflops / 1e3:.1f} TFLOP/s = {100 * gflops / 1e3 / peak:.1f}% of the chip's {peak:.0f} TFLOP/s "
                f"dense bf16 peak" if peak else f"{gflops:.0f} GFLOP/s ({cpu_peak} at 2.45-3.5 GHz)")

@@ -6,7 +6,7 @@
 Builds airbench_small, loads START_WEIGHTS (written by the test, so every backend starts from the same
 numbers), runs `airbench.fit` for 2 short epochs (Lookahead, the whitening-bias freeze and both flips inside
 them), and saves the trained weights and the float32 inference model's probabilities on the test images.
---resume trains the same recipe through `train.train` twice, once whole and once interrupted after its
+--resume trains the same recipe through `training.run.train` twice, once whole and once interrupted after its
 first epoch and resumed, and prints {"epochs_after_resume", "history_epochs", "max_weight_difference"}.
 --no-tensorflow makes `import tensorflow` fail first, as on a machine without it.
 """
@@ -21,7 +21,9 @@ import json  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from imagerec import airbench, data, distribute, models, recipes, train  # noqa: E402
+from imagerec import data, models  # noqa: E402
+from imagerec.training import airbench, distribute, recipes, run  # noqa: E402
+from imagerec.training.context import FitContext  # noqa: E402
 
 # float32 and SGD: the comparison is of the backends, to float rounding. Muon is left out because it
 # normalises each update's size, so rounding-level differences in near-zero filter gradients become
@@ -48,13 +50,13 @@ class _EpochLog(keras.callbacks.Callback):
 
 def resume(data_path: str, out: str) -> None:
     dataset = data.load_dataset(data_path)
-    whole = train.train(dataset, RECIPE, f"{out}/whole", seed=3, verbose=0, report=False)
+    whole = run.train(dataset, RECIPE, f"{out}/whole", seed=3, verbose=0, report=False)
     try:
-        train.train(dataset, RECIPE, f"{out}/cut", seed=3, verbose=0, report=False, callbacks=[_StopAfterFirstEpoch()])
+        run.train(dataset, RECIPE, f"{out}/cut", seed=3, verbose=0, report=False, callbacks=[_StopAfterFirstEpoch()])
     except KeyboardInterrupt:
         pass
     log = _EpochLog()
-    resumed = train.train(dataset, RECIPE, f"{out}/cut", seed=3, verbose=0, report=False, resume=True, callbacks=[log])
+    resumed = run.train(dataset, RECIPE, f"{out}/cut", seed=3, verbose=0, report=False, resume=True, callbacks=[log])
     difference = max(float(np.max(np.abs(a - b))) for a, b in
                      zip(whole.model.keras_model.get_weights(), resumed.model.keras_model.get_weights()))
     print(json.dumps({"epochs_after_resume": log.epochs, "max_weight_difference": difference,
@@ -68,7 +70,7 @@ def main() -> None:
     dataset = data.load_dataset(data_path)
     net = models.build_model(RECIPE.model, dataset.num_classes, dataset.image_shape)
     net.load_weights(start_weights)
-    airbench.fit(net, dataset, RECIPE, seed=3, strategy=distribute.make_strategy("auto"), verbose=0)
+    airbench.fit(net, dataset, RECIPE, FitContext(seed=3, strategy=distribute.make_strategy("auto")))
     probabilities = models.inference_model(net).predict_on_batch(dataset.x_test.astype(np.float32))
     np.savez(out, probabilities=np.asarray(probabilities), *[np.asarray(weight) for weight in net.get_weights()])
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: a learnable synthetic image folder made here, an isolated cache, real CLI training runs.
+"""Shared fixtures: a learnable synthetic image folder made here, an isolated cache, real CLI training runs
+(helpers they are made with, and that tests import, are in helpers.py).
 
 The unit tests need nothing outside the repository. Tests marked `integration` also read a few hundred real
 CIFAR-10 images from the JPEG copy (IMAGEREC_TEST_DATA, default ../shared/data/cifar10-jpeg.tar.gz): without
@@ -9,17 +10,16 @@ import os
 import subprocess
 import sys
 import tarfile
+import time
+import urllib.request
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
-REPOSITORY = Path(__file__).resolve().parents[1]
-CIFAR_JPEG = Path(os.environ.get("IMAGEREC_TEST_DATA", REPOSITORY.parent / "shared/data/cifar10-jpeg.tar.gz"))
-TRAIN_PER_CLASS, TEST_PER_CLASS = 30, 10
-SYNTHETIC_CLASSES = ("red_stripes", "green_rings", "blue_checks", "yellow_cross")
-SYNTHETIC_TRAIN, SYNTHETIC_TEST = 60, 15  # images per class
+from serve_helpers import READ_TIMEOUT_S, free_port
+from helpers import CIFAR_JPEG, train_cli, write_mixed_tree, write_photo_folder, write_synthetic_folder
+
+TRAIN_PER_CLASS, TEST_PER_CLASS = 30, 10  # real CIFAR-10 images per class in `cifar_subset`
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -34,61 +34,6 @@ def isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("IMAGEREC_CACHE", str(tmp_path_factory.mktemp("cache")))
 
 
-# ---------------------------------------------------------------- synthetic images
-
-def synthetic_image(label: int, rng: np.random.Generator, size=(32, 32)) -> np.ndarray:
-    """A uint8 (height, width, 3) image of class `label`: its own colour and pattern, a random phase and
-    scale, and pixel noise; any size."""
-    height, width = size
-    rows, columns = np.mgrid[0:height, 0:width] / max(height, width) * 32
-    period, phase = rng.uniform(5, 9), rng.uniform(0, 2 * np.pi)
-    patterns = [np.sin(2 * np.pi * rows / period + phase),  # stripes
-                np.sin(2 * np.pi * np.hypot(rows - 16, columns - 16) / period + phase),  # rings
-                np.sign(np.sin(2 * np.pi * rows / period + phase) * np.sin(2 * np.pi * columns / period)),  # checks
-                (np.minimum(abs(rows - 16), abs(columns - 16)) < period / 2) * 2.0 - 1]  # cross
-    colours = np.array([[200, 40, 40], [40, 180, 60], [50, 70, 210], [220, 200, 40]], np.float64)
-    image = 127 + 0.45 * patterns[label][..., None] * colours[label] + rng.normal(0, 18, (height, width, 3))
-    return np.clip(image, 0, 255).astype(np.uint8)
-
-
-def write_synthetic_folder(root: Path, train_per_class: int = SYNTHETIC_TRAIN, test_per_class: int = SYNTHETIC_TEST,
-                           seed: int = 0) -> Path:
-    """An image-folder dataset train/<class>/, test/<class>/ of synthetic images: PNG and JPEG, mostly 32x32,
-    every seventh an odd size (the loader resizes), a few grayscale."""
-    rng = np.random.default_rng(seed)
-    for split, count in (("train", train_per_class), ("test", test_per_class)):
-        for label, name in enumerate(SYNTHETIC_CLASSES):
-            folder = root / split / name
-            folder.mkdir(parents=True, exist_ok=True)
-            for index in range(count):
-                size = (32, 32) if index % 7 else (int(rng.integers(20, 90)), int(rng.integers(20, 90)))
-                image = Image.fromarray(synthetic_image(label, rng, size))
-                if index % 11 == 5:
-                    image = image.convert("L")
-                suffix = ".png" if index % 2 else ".jpg"
-                image.save(folder / f"{index:03d}{suffix}", quality=90)
-    return root
-
-
-PHOTO_TRAIN = (48, 32, 20, 12)  # a skewed class balance: images per class, in SYNTHETIC_CLASSES order
-PHOTO_SIZES = ((96, 72), (72, 96), (120, 90), (80, 80), (150, 100))  # (width, height): several aspect ratios
-
-
-def write_photo_folder(root: Path, train_counts=PHOTO_TRAIN, test_per_class: int = 8, seed: int = 1) -> Path:
-    """Synthetic "photos": larger than CIFAR-10, several sizes and aspect ratios, PNG, JPEG and WebP, and a
-    skewed class balance (`train_counts` per class; `test_per_class` each in test/)."""
-    rng = np.random.default_rng(seed)
-    for split, counts in (("train", train_counts), ("test", [test_per_class] * len(train_counts))):
-        for label, (name, count) in enumerate(zip(SYNTHETIC_CLASSES, counts)):
-            folder = root / split / name
-            folder.mkdir(parents=True, exist_ok=True)
-            for index in range(count):
-                width, height = PHOTO_SIZES[index % len(PHOTO_SIZES)]
-                image = Image.fromarray(synthetic_image(label, rng, (height, width)))
-                image.save(folder / f"{index:03d}{('.jpg', '.png', '.webp')[index % 3]}", quality=90)
-    return root
-
-
 @pytest.fixture(scope="session")
 def photo_folder(tmp_path_factory) -> Path:
     """`write_photo_folder`: 4 classes of 48/32/20/12 training images at 72-150 px, 8 test images each."""
@@ -99,6 +44,12 @@ def photo_folder(tmp_path_factory) -> Path:
 def image_folder(tmp_path_factory) -> Path:
     """A learnable synthetic image folder: 4 classes, 60 train and 15 test images each (300 in all)."""
     return write_synthetic_folder(tmp_path_factory.mktemp("synthetic"))
+
+
+@pytest.fixture
+def mixed_tree(tmp_path) -> Path:
+    """`write_mixed_tree`: two classes in every common format, mode and size, a truncated and a non-image file."""
+    return write_mixed_tree(tmp_path / "tree")
 
 
 @pytest.fixture(scope="session")
@@ -136,47 +87,81 @@ def cifar_subset(tmp_path_factory) -> Path:
 
 # ---------------------------------------------------------------- the real command and real runs
 
-def chromium_path():
-    """Debian's chromium (what .ci/run installs), or IMAGEREC_CHROMIUM; None when there is none."""
-    import shutil
+# Real end-to-end `imagerec train` runs, each made once per session by one factory (`_trained`): the recipe,
+# its epochs and extra options. Tests that only read a run share these.
+RUNS = {
+    "seed_run": ("seed", 2, ("--set", "augmented_epochs=1")),  # 1 plain + 1 augmented epoch
+    "airbench_run": ("airbench_small", 3, ("--set", "batch_size=32")),
+    "photo_run": ("airbench_small", 6, ("--image-size", 64, "--set", "batch_size=16")),
+}
 
-    return os.environ.get("IMAGEREC_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 
-
-def run_cli(*arguments, timeout=600, env=None):
-    """Run the real `imagerec` command in a subprocess; returns the CompletedProcess."""
-    return subprocess.run([sys.executable, "-m", "imagerec", *map(str, arguments)], capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+def _trained(name: str, data: Path, tmp_path_factory) -> Path:
+    recipe, epochs, options = RUNS[name]
+    return train_cli(data, tmp_path_factory.mktemp("runs") / name, recipe, epochs, *options,
+                     cache_dir=tmp_path_factory.mktemp(f"{name}-cache"))
 
 
 @pytest.fixture(scope="session")
 def seed_run(image_folder, tmp_path_factory) -> Path:
-    """One real end-to-end `imagerec train` of the seed recipe (1 plain + 1 augmented epoch), synthetic data."""
-    run_dir = tmp_path_factory.mktemp("runs") / "seed"
-    result = run_cli("train", "--recipe", "seed", "--data", image_folder, "--out", run_dir, "--epochs", 2,
-                     "--set", "augmented_epochs=1", "--cache-dir", tmp_path_factory.mktemp("seed-cache"))
-    assert result.returncode == 0, result.stderr[-3000:]
-    return run_dir
+    """`imagerec train --recipe seed` (1 plain + 1 augmented epoch) on the synthetic folder."""
+    return _trained("seed_run", image_folder, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
 def airbench_run(image_folder, tmp_path_factory) -> Path:
-    """One real end-to-end `imagerec train --recipe airbench_small` (3 epochs, batch 32), synthetic data."""
-    run_dir = tmp_path_factory.mktemp("runs") / "airbench"
-    result = run_cli("train", "--recipe", "airbench_small", "--data", image_folder, "--out", run_dir, "--epochs", 3,
-                     "--set", "batch_size=32", "--cache-dir", tmp_path_factory.mktemp("airbench-cache"))
-    assert result.returncode == 0, result.stderr[-3000:]
-    return run_dir
+    """`imagerec train --recipe airbench_small` (3 epochs, batch 32) on the synthetic folder."""
+    return _trained("airbench_run", image_folder, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
 def photo_run(photo_folder, tmp_path_factory) -> Path:
-    """A real `imagerec train --image-size 64` of airbench_small (6 epochs, batch 16) on `photo_folder`."""
-    run_dir = tmp_path_factory.mktemp("runs") / "photos"
-    result = run_cli("train", "--recipe", "airbench_small", "--data", photo_folder, "--image-size", 64, "--out", run_dir,
-                     "--epochs", 6, "--set", "batch_size=16", "--cache-dir", tmp_path_factory.mktemp("photo-cache"))
-    assert result.returncode == 0, result.stderr[-3000:]
-    return run_dir
+    """`imagerec train --image-size 64` of airbench_small (6 epochs, batch 16) on `photo_folder`."""
+    return _trained("photo_run", photo_folder, tmp_path_factory)
+
+
+# ---------------------------------------------------------------- a model to serve, in-process and for real
+
+@pytest.fixture(scope="session")
+def classifier(airbench_run):
+    """The airbench run's model, loaded as `imagerec serve` loads it."""
+    from imagerec.artefacts import loading
+
+    return loading.load_model(airbench_run)
+
+
+@pytest.fixture(scope="session")
+def app(classifier):
+    """The serving app for `classifier`, driven in-process (serve_helpers.request)."""
+    from imagerec.serve.app import create_app
+
+    return create_app(classifier, "cifar10")
+
+
+@pytest.fixture(scope="session")
+def live_server(airbench_run):
+    """`imagerec serve` of the airbench run in a subprocess, on a free port, with a short read timeout."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "imagerec", "serve", str(airbench_run), "--port", str(port),
+                               "--read-timeout-s", str(READ_TIMEOUT_S)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            try:
+                with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if server.poll() is not None:
+                    pytest.fail(f"imagerec serve exited: {server.stdout.read()[-2000:]}")
+                time.sleep(0.5)
+        else:
+            pytest.fail("imagerec serve did not answer /healthz within 120 s")
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 @pytest.fixture

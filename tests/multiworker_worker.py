@@ -11,7 +11,8 @@ import sys
 
 import numpy as np
 
-from imagerec import data, distribute, recipes, train
+from imagerec import data
+from imagerec.training import distribute, recipes, run
 
 
 def main() -> None:
@@ -19,7 +20,7 @@ def main() -> None:
     strategy = distribute.make_strategy("multiworker")  # first: before any other TensorFlow work
     dataset = data.load_dataset(data_path)
     recipe = recipes.get_recipe("airbench_small", epochs=2, batch_size=64)
-    result = train.train(dataset, recipe, out, seed=0, verbose=0, strategy=strategy, report=False)
+    result = run.train(dataset, recipe, out, seed=0, verbose=0, strategy=strategy, report=False)
     weights = result.model.keras_model.get_weights()
     digest = hashlib.sha256(b"".join(np.asarray(w).tobytes() for w in weights)).hexdigest()
     print(f"replicas={strategy.num_replicas_in_sync} chief={distribute.is_chief(strategy)} weights={digest}", flush=True)

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imagerec import backends, models, saving
+from imagerec import backends, models
+from imagerec.artefacts import loading
 from imagerec.errors import UserError
 
 pytest.importorskip("jax", reason="the jax extra is not installed (pip install 'imagerec[jax]')")
@@ -59,15 +60,15 @@ def test_a_model_trained_on_jax_without_tensorflow_loads_and_predicts_alike_unde
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["versions"]["keras_backend"] == "jax"
     assert "savedmodel" not in metrics["files"] and not (run_dir / "saved_model").exists()
-    classifier = saving.load_model(run_dir)  # safe mode, manifest checked, under TensorFlow
+    classifier = loading.load_model(run_dir)  # safe mode, manifest checked, under TensorFlow
     from imagerec import data
 
     dataset = data.load_dataset(str(image_folder))
     probabilities_here = classifier.predict_proba(dataset.x_test)
     np.save(tmp_path / "images.npy", dataset.x_test)
     predict = ("import no_tensorflow, numpy as np\n"
-               "from imagerec import saving\n"
-               f"c = saving.load_model({str(run_dir)!r})\n"
+               "from imagerec.artefacts import loading\n"
+               f"c = loading.load_model({str(run_dir)!r})\n"
                f"np.save({str(tmp_path / 'jax.npy')!r}, c.predict_proba(np.load({str(tmp_path / 'images.npy')!r})))")
     _run(["-c", predict], "jax")
     np.testing.assert_allclose(np.load(tmp_path / "jax.npy"), probabilities_here, atol=1e-5)
@@ -92,14 +93,14 @@ def test_backend_choice_errors_are_one_clear_line(monkeypatch):
 
 def test_what_needs_tensorflow_is_refused_on_another_backend_before_anything_is_written(dataset, tmp_path,
                                                                                           monkeypatch):
-    from imagerec import distribute, train
+    from imagerec.training import distribute, run
 
     monkeypatch.setattr(backends, "is_tensorflow", lambda: False)
     monkeypatch.setattr(backends, "current", lambda: "jax")
     with pytest.raises(UserError, match="the seed recipe .* needs the tensorflow backend; this process runs Keras on jax"):
-        train.train(dataset, "seed", tmp_path / "run", verbose=0)
+        run.train(dataset, "seed", tmp_path / "run", verbose=0)
     with pytest.raises(UserError, match="deterministic.* needs the tensorflow backend"):
-        train.train(dataset, "airbench_small", tmp_path / "run", verbose=0, deterministic=True)
+        run.train(dataset, "airbench_small", tmp_path / "run", verbose=0, deterministic=True)
     with pytest.raises(UserError, match="the mirrored strategy is tf.distribute's"):
         distribute.make_strategy("mirrored")
     assert isinstance(distribute.make_strategy("auto"), distribute.SingleDevice)
@@ -108,14 +109,14 @@ def test_what_needs_tensorflow_is_refused_on_another_backend_before_anything_is_
 
 def test_random_resized_crops_are_the_same_on_jax_as_in_tensorflow(tmp_path):
     """The crops of images of 48 px or more run in JAX's compiled step and in TensorFlow's tf.data alike."""
-    from imagerec import airbench, augment, recipes
+    from imagerec.training import airbench, augment, recipes
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (4, 48, 48, 3), dtype=np.uint8)
     plan = airbench.epoch_plan(4, 4, seed=1, epoch=0, translate=2, alternating_flip=True, crop_scale=0.35)
     np.savez(tmp_path / "batch.npz", images=images, offsets=plan["offsets"][0], flips=plan["flips"][0],
              boxes=plan["boxes"][0])
-    code = ("import sys, numpy as np; import no_tensorflow; from imagerec import airbench, models, recipes; "
+    code = ("import sys, numpy as np; import no_tensorflow; from imagerec import models; from imagerec.training import airbench, recipes; "
             f"batch = dict(np.load({str(tmp_path / 'batch.npz')!r})); "
             "trainer = airbench.AirbenchTrainer(models.build_model('airbench_small', 3, (48, 48, 3)), "
             "recipes.get_recipe('airbench_small')); assert trainer.crop; "

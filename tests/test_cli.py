@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import run_cli
-from imagerec import cli, models, rundir
+from helpers import modules_imported_by, run_cli
+from imagerec import cli, models
+from imagerec.artefacts import layout
 
 
 def test_train_through_the_cli_prints_a_summary(seed_run):
@@ -47,7 +48,7 @@ def test_evaluate_can_write_a_report_for_any_saved_model(seed_run, image_folder,
 
 def test_evaluate_prints_the_same_accuracy_for_every_format(seed_run):
     accuracies = set()
-    for name in (rundir.KERAS_FILE, rundir.H5_FILE, rundir.WEIGHTS_FILE, rundir.SAVED_MODEL_DIR):
+    for name in (layout.KERAS_FILE, layout.H5_FILE, layout.WEIGHTS_FILE, layout.SAVED_MODEL_DIR):
         result = run_cli("evaluate", seed_run / name, "--json")  # on the data the run was trained on
         assert result.returncode == 0, result.stderr[-2000:]
         report = json.loads(result.stdout)
@@ -74,7 +75,7 @@ def test_predict_labels_a_folder_of_mixed_images_and_reports_a_bad_file(seed_run
         assert probabilities == sorted(probabilities, reverse=True)
     assert [error["path"].rsplit("/", 1)[1] for error in report["errors"]] == ["broken.jpg"]
     assert "broken.jpg" in result.stderr and "Traceback" not in result.stderr
-    table = run_cli("predict", seed_run / rundir.H5_FILE, folder / "cat.jpg")
+    table = run_cli("predict", seed_run / layout.H5_FILE, folder / "cat.jpg")
     assert table.returncode == 0 and "cat.jpg" in table.stdout and "%" in table.stdout
 
 
@@ -274,9 +275,9 @@ def test_an_unknown_model_is_refused_before_data_or_files(capsys, tmp_path):
 def test_names_from_models_and_files_reach_the_terminal_escaped(seed_run, image_folder, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(seed_run, run_dir)
-    info = json.loads((run_dir / rundir.MODEL_INFO_FILE).read_text())
+    info = json.loads((run_dir / layout.MODEL_INFO_FILE).read_text())
     info["class_names"] = ["\x1b[2J\x1b[31mred"] + info["class_names"][1:]
-    (run_dir / rundir.MODEL_INFO_FILE).write_text(json.dumps(info))
+    (run_dir / layout.MODEL_INFO_FILE).write_text(json.dumps(info))
     images = tmp_path / "images"
     images.mkdir()
     for index, photo in enumerate(sorted((image_folder / "test" / "red_stripes").glob("*.jpg"))[:5]):
@@ -369,3 +370,46 @@ def test_a_nonsense_image_size_is_one_line_and_writes_nothing(size, tmp_path):
     result = run_cli("train", "--data", tmp_path, "--image-size", size, "--out", tmp_path / "run")
     assert result.returncode == 2 and result.stderr.strip().count("\n") == 0, result.stderr
     assert "--image-size" in result.stderr and not (tmp_path / "run").exists()
+
+
+SERVER_PACKAGES = ("uvicorn", "starlette", "h11", "fastapi")
+
+
+def test_help_imports_neither_tensorflow_nor_keras_nor_a_server_package():
+    loaded = modules_imported_by("from imagerec import cli\ntry:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+                            "for command in ('train', 'serve', 'export'):\n    try:\n        cli.main([command, '--help'])\n"
+                            "    except SystemExit:\n        pass")
+    assert not loaded & {"tensorflow", "keras", "jax", *SERVER_PACKAGES}
+
+
+@pytest.mark.parametrize("command", [["recipes"], ["predict", "nowhere/model.keras", "nowhere.png"],
+                                     ["export", "nowhere", "--format", "onnx"], ["evaluate", "nowhere"]])
+def test_no_command_but_serve_imports_a_server_package(command):
+    loaded = modules_imported_by(f"from imagerec import cli\ncli.main({command!r})")
+    assert not loaded & set(SERVER_PACKAGES)
+
+
+def test_epochs_stretches_both_phases_of_a_two_phase_recipe(capsys, tmp_path):
+    from imagerec.training import recipes
+
+    cases = {("seed", 1): (1, 0), ("seed", 3): (3, 1), ("seed", 30): (30, 10),
+             ("finetune", 2): (2, 1), ("finetune", 12): (12, 6)}
+    for (name, epochs), expected in cases.items():
+        recipe = recipes.get_recipe(name, scaled_epochs=epochs)
+        field = recipe.phase_field
+        assert (recipe.epochs, getattr(recipe, field)) == expected
+    # `--set` stays exact: a phase given explicitly is kept as given
+    assert recipes.get_recipe("seed", scaled_epochs=30, augmented_epochs=2).augmented_epochs == 2
+    # the two-phase recipes took a small --epochs with a message about a setting the user never typed
+    for argv in (["train", "--recipe", "seed", "--epochs", "1"], ["train", "--recipe", "finetune", "--epochs", "2"]):
+        assert cli.main([*argv, "--data", str(tmp_path / "missing")]) == 2
+        error = capsys.readouterr().err
+        assert "data path does not exist" in error and "augmented_epochs" not in error and "head_epochs" not in error
+
+
+def test_the_python_api_gives_functions_however_often_it_is_called():
+    code = ("import imagerec\nfirst = imagerec.train\nimport imagerec.training.run\n"
+            "assert imagerec.train is first and callable(first) and not hasattr(first, '__path__')\n"
+            "assert callable(imagerec.evaluate) and callable(imagerec.load_model) and callable(imagerec.create_app)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]

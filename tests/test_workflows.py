@@ -7,7 +7,7 @@ import pytest
 from imagerec import workflows
 from imagerec.errors import UserError
 
-from conftest import write_synthetic_folder
+from helpers import write_synthetic_folder
 
 
 def test_evaluate_model_finds_the_runs_data_and_can_write_a_report(airbench_run, tmp_path):
@@ -39,21 +39,21 @@ def test_report_run_writes_curves_and_settings_from_the_run(airbench_run, tmp_pa
 def test_predict_paths_checks_the_paths_before_loading_the_model(airbench_run, tmp_path, monkeypatch):
     with pytest.raises(UserError, match="model path does not exist"):
         workflows.predict_paths(tmp_path / "no-model.keras", [tmp_path])
-    monkeypatch.setattr(workflows.saving, "load_model", lambda *args, **kwargs: pytest.fail("loaded the model"))
+    monkeypatch.setattr(workflows.loading, "load_model", lambda *args, **kwargs: pytest.fail("loaded the model"))
     with pytest.raises(UserError, match="path does not exist: .*no-image.jpg"):
         workflows.predict_paths(airbench_run, [tmp_path / "no-image.jpg"])
 
 
 def test_a_run_that_held_out_validation_images_is_evaluated_from_its_own_cache(photo_folder, tmp_path, monkeypatch):
-    from imagerec import data, recipes, train
+    from imagerec.training import recipes, run
 
     options = {"cache_dir": tmp_path / "cache", "image_size": 48}
-    run = train.train(str(photo_folder), recipes.get_recipe("airbench_small", epochs=1, batch_size=16),
+    trained = run.train(str(photo_folder), recipes.get_recipe("airbench_small", epochs=1, batch_size=16),
                       tmp_path / "run", validation="holdout", data_options=options, report=False, verbose=0)
 
     def decoded_again(*arguments, **keywords):
         raise AssertionError("the run's data was decoded again")
 
-    monkeypatch.setattr(data, "decode_image", decoded_again)
+    monkeypatch.setattr("imagerec.data.images.decode_image", decoded_again)
     result = workflows.evaluate_model(tmp_path / "run", data_options={"cache_dir": tmp_path / "cache"})
-    assert result["accuracy"] == pytest.approx(run.metrics["test_accuracy"], abs=1e-9)
+    assert result["accuracy"] == pytest.approx(trained.metrics["test_accuracy"], abs=1e-9)

@@ -18,11 +18,13 @@ __version__ = "0.1.0"
 
 # Attributes load on first use, so `import imagerec` (and `imagerec --help`) does not pay for TensorFlow.
 _EXPORTS = {
-    "Dataset": "imagerec.data", "decode_image": "imagerec.data", "load_dataset": "imagerec.data",
-    "UserError": "imagerec.errors", "evaluate": "imagerec.evaluate", "predict_files": "imagerec.predict",
-    "build_model": "imagerec.models", "get_recipe": "imagerec.recipes", "Classifier": "imagerec.classifier",
-    "load_model": "imagerec.saving", "train": "imagerec.train", "export_model": "imagerec.export",
-    "create_app": "imagerec.serve", "run_server": "imagerec.serve", "ServeLimits": "imagerec.serve",
+    "Dataset": "imagerec.data.dataset", "decode_image": "imagerec.data.images", "load_dataset": "imagerec.data.load",
+    "UserError": "imagerec.errors", "evaluate": "imagerec.evaluation.evaluate",
+    "predict_files": "imagerec.evaluation.predict", "build_model": "imagerec.models.registry",
+    "get_recipe": "imagerec.training.recipes", "Classifier": "imagerec.artefacts.classifier",
+    "load_model": "imagerec.artefacts.loading", "train": "imagerec.training.run",
+    "export_model": "imagerec.export.checked", "create_app": "imagerec.serve.app",
+    "run_server": "imagerec.serve.server", "ServeLimits": "imagerec.serve.limits",
     "evaluate_model": "imagerec.workflows", "report_run": "imagerec.workflows", "export_run": "imagerec.workflows",
     "predict_paths": "imagerec.workflows", "serve_model": "imagerec.workflows",
 }
@@ -34,4 +36,6 @@ def __getattr__(name):
         raise AttributeError(f"module 'imagerec' has no attribute {name!r}")
     import importlib
 
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # the function itself from now on, not a module that importing put under its name
+    return value

@@ -11,10 +11,13 @@ import os
 import re
 import sys
 
-# None of these imports TensorFlow: `imagerec --help` must not wait for it (commands load it when they run).
-from imagerec import __version__, backends, data, distribute, export, predict, recipes, workflows
+# None of these imports TensorFlow, Keras or a server package: `imagerec --help` must not wait for them, and a
+# machine without them still trains (commands load what they need when they run; `serve` alone loads uvicorn).
+from imagerec import __version__, backends, data, export, workflows
 from imagerec.errors import UserError, printable
-from imagerec.serve import ServeLimits
+from imagerec.evaluation import predict
+from imagerec.serve.limits import ServeLimits
+from imagerec.training import distribute, recipes
 
 # Library argument names whose flag is not --name-with-dashes, and the arguments that are positional.
 LIBRARY_NAMES = {"run_dir": "out", "out_dir": "out", "data_source": "data", "max_extract_bytes": "max_extract_gb",
@@ -85,7 +88,8 @@ def _train_options() -> list:
         (("--recipe",), dict(default=recipes.DEFAULT, help=f"{', '.join(recipes.RECIPES)} (default "
                              f"{recipes.DEFAULT}); `imagerec recipes` shows their settings")),
         (("--out",), dict(help="run directory (default runs/<timestamp>)")),
-        (("--epochs",), dict(type=int, help="the recipe's epochs (same as --set epochs=N)")),
+        (("--epochs",), dict(type=int, help="the recipe's epochs, its schedule stretched to them (a two-phase "
+                             "recipe keeps each phase's share; --set epochs=N is exact)")),
         (("--image-size",), dict(metavar="N|HxW", help="train at this size (default: 32 for CIFAR-10; for a folder, "
                                  f"its images' median shorter side within {data.DEFAULT_SIZE_BOUNDS[0]}-"
                                  f"{data.DEFAULT_SIZE_BOUNDS[1]} px)")),
@@ -151,21 +155,20 @@ def _loading(arguments) -> dict:
 # ---------------------------------------------------------------- the commands: one library call each
 
 def _train(arguments) -> int:
-    shorthands = [f"{name}={value}" for name, value in (("epochs", arguments.epochs),
-                                                         ("mixed_precision", arguments.mixed_precision),
+    shorthands = [f"{name}={value}" for name, value in (("mixed_precision", arguments.mixed_precision),
                                                          ("class_weight", arguments.class_weight),
                                                          ("model", arguments.model))
                   if value is not None]
     settings = recipes.parse_settings(arguments.recipe, arguments.set + shorthands)
-    recipe = recipes.get_recipe(arguments.recipe, **settings)
+    recipe = recipes.get_recipe(arguments.recipe, scaled_epochs=arguments.epochs, **settings)
     if arguments.image_size is not None:
         data.parse_image_size(arguments.image_size)  # a nonsense size fails before TensorFlow loads
     if arguments.backend:
         backends.use(arguments.backend)  # before Keras is imported
     _import_tensorflow_quietly()
-    from imagerec import train
+    from imagerec.training import run
 
-    result = train.train(data.DEFAULT_SOURCE if arguments.data is None else arguments.data, recipe, arguments.out, arguments.seed,
+    result = run.train(data.DEFAULT_SOURCE if arguments.data is None else arguments.data, recipe, arguments.out, arguments.seed,
                          data_options={**_loading(arguments), "image_size": arguments.image_size},
                          report=not arguments.no_report,
                          tensorboard=arguments.tensorboard, resume=arguments.resume, validation=arguments.validation,
@@ -222,7 +225,6 @@ def _export(arguments) -> int:
 
 
 def _serve(arguments) -> int:
-    from imagerec import workflows
     limits = ServeLimits(**{field.name: getattr(arguments, field.name) for field in dataclasses.fields(ServeLimits)})
     workflows.serve_model(arguments.model, arguments.host, arguments.port, arguments.name, limits,
                           arguments.trust_model)

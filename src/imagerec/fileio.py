@@ -98,6 +98,15 @@ def write_json(path, data) -> None:
     write_text(path, json.dumps(_finite(data), indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
+def read_json_object(path):
+    """The JSON object (a dict) in the file at `path`, or None when it is missing, unreadable or not an object."""
+    try:
+        content = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return content if isinstance(content, dict) else None
+
+
 def _finite(value):
     if isinstance(value, float):
         return value if math.isfinite(value) else None

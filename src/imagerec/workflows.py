@@ -1,15 +1,18 @@
 """The library's workflows on saved models: each `imagerec` command after `train` is one call here.
 
-Training is `train.train`; these load a model (safely unless `trust_model`) and, where they need data,
-the data at the model's input size with the model's classes, then evaluate, report, export, predict or
-serve. `data_options` go to `data.load_dataset` (val_split, seed, cache_dir, max_extract_bytes).
+Training is `training.run.train`; these load a model (safely unless `trust_model`) and, where they need
+data, the data at the model's input size with the model's classes, then evaluate, report, export, predict or
+serve. `data_options` go to `load_dataset` (val_split, seed, cache_dir, max_extract_bytes). Each imports the
+floor it needs when it runs (only `serve_model` imports the server packages).
 """
 
 import os
 import sys
 
-from imagerec import data, evaluate, export, predict, report, rundir, saving, serve
+from imagerec.artefacts import layout, loading, rundir
+from imagerec.data import load as data_load
 from imagerec.errors import UserError, printable
+from imagerec.evaluation import evaluate, predict
 
 def load_model_and_data(model, data_source=None, trust_model: bool = False, data_options=None):
     """(Classifier, Dataset): the model at `model` (a run directory or any saved format) and `data_source`
@@ -17,10 +20,10 @@ def load_model_and_data(model, data_source=None, trust_model: bool = False, data
     data's classes are not the model's."""
     if data_source is not None and not str(data_source).strip():
         raise UserError("`data_source` is an empty name: give a folder, an archive or 'cifar10'")
-    source = data_source if data_source is not None else rundir.data_source(model) or data.DEFAULT_SOURCE
-    classifier = saving.load_model(model, trust_model=trust_model)
+    source = data_source if data_source is not None else rundir.data_source(model) or data_load.DEFAULT_SOURCE
+    classifier = loading.load_model(model, trust_model=trust_model)
     same_split = data_source is None and rundir.held_out_validation(model)  # the run's cache, not a new decode
-    dataset = data.load_dataset(source, image_size=classifier.input_shape[:2], hold_out_validation=same_split,
+    dataset = data_load.load_dataset(source, image_size=classifier.input_shape[:2], hold_out_validation=same_split,
                                 **(data_options or {}))
     if dataset.num_classes != len(classifier.class_names):
         raise UserError(f"the data has {dataset.num_classes} classes but the model predicts "
@@ -37,6 +40,8 @@ def evaluate_model(model, data_source=None, *, report_dir=None, trust_model: boo
     result = {**evaluate.score(probabilities, dataset.y_test, classifier.class_names),
               "model": str(model), "format": classifier.format, "data": dataset.source}
     if report_dir is not None:
+        from imagerec.evaluation import report
+
         report.write_report(report_dir, classifier, dataset.x_test, dataset.y_test, dataset=dataset,
                             probabilities=probabilities)
         result["report"] = os.path.join(report_dir, report.REPORT_HTML)
@@ -47,9 +52,11 @@ def report_run(run_dir, data_source=None, *, out_dir=None, trust_model: bool = F
     """Write the report of a finished run (default into its report/ folder), on the test split of the data it
     was trained on (or `data_source`), with its training curves and settings; returns the report's numbers
     and, under "path", its report.html."""
+    from imagerec.evaluation import report
+
     run_dir = rundir.check_finished(run_dir)
     classifier, dataset = load_model_and_data(run_dir, data_source, trust_model, data_options)
-    out_dir = out_dir or rundir.report_dir(run_dir)
+    out_dir = out_dir or layout.report_dir(run_dir)
     numbers = report.write_report(out_dir, classifier, dataset.x_test, dataset.y_test, dataset=dataset,
                                   history=rundir.read_history(run_dir), run=rundir.read_metrics(run_dir))
     return {**numbers, "path": os.path.join(out_dir, report.REPORT_HTML)}
@@ -57,10 +64,12 @@ def report_run(run_dir, data_source=None, *, out_dir=None, trust_model: bool = F
 
 def export_run(model, format_name: str, out=None, data_source=None, *, quantize=None, check_images: int = 256,
                calibration_images: int = 256, version: int | None = None, trust_model: bool = False,
-               data_options=None) -> export.ExportResult:
+               data_options=None):
     """`export.export_model` for the model at `model`, checked on the test split of its run's data (or
     `data_source`) and calibrated on its training split; `out` defaults to exports/model.<format>
     (a SavedModel: exports/model/<version>/)."""
+    from imagerec.export import checked as export
+
     if version is not None and format_name != "savedmodel":
         raise UserError("`version` applies to the savedmodel format only")
     export.check_counts(check_images, calibration_images, version)  # before seconds of loading
@@ -74,21 +83,23 @@ def export_run(model, format_name: str, out=None, data_source=None, *, quantize=
 def predict_paths(model, paths, top_k: int = 5, trust_model: bool = False):
     """(predictions, errors) of `predict.predict_files` for image files and folders under `paths`; the paths
     are checked before the model is loaded."""
-    if not rundir.resolve_model(model).exists():
-        raise UserError(f"model path does not exist: {rundir.resolve_model(model)}")
+    if not layout.resolve_model(model).exists():
+        raise UserError(f"model path does not exist: {layout.resolve_model(model)}")
     files = predict.find_image_files(paths)  # a wrong path fails before the model's seconds of loading
-    classifier = saving.load_model(model, trust_model=trust_model)
+    classifier = loading.load_model(model, trust_model=trust_model)
     return predict.predict_files(classifier, files, top_k=top_k)  # a list of files: not walked again
 
 
 def serve_model(model, host: str = "127.0.0.1", port: int = 8500, name: str = "cifar10", limits=None,
                 trust_model: bool = False) -> None:
-    """Load `model` and serve it (`serve.run_server`) until interrupted; the address is checked first."""
-    serve.check_address_free(host, port)
-    classifier = saving.load_model(model, trust_model=trust_model)
+    """Load `model` and serve it (`serve.server.run_server`) until interrupted; the address is checked first."""
+    from imagerec.serve import server
+
+    server.check_address_free(host, port)
+    classifier = loading.load_model(model, trust_model=trust_model)
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(printable(f"imagerec: warning: listening on {host}: anyone who can reach this machine can use the "
                         f"model (there is no authentication)"), file=sys.stderr)
     print(printable(f"imagerec: serving {model} ({classifier.format}, {len(classifier.class_names)} classes) as "
                     f"'{name}' on http://{host}:{port}/"), flush=True)
-    serve.run_server(classifier, host, port, name, limits)
+    server.run_server(classifier, host, port, name, limits)

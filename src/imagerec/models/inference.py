@@ -1,0 +1,59 @@
+"""The model a run saves and serves (raw pixels → probabilities, optional test-time views), and its size:
+parameters and forward FLOPs per image."""
+
+import keras
+
+from imagerec.models import layers as custom_layers
+from imagerec.models.registry import INPUT_NAME
+
+
+def outputs_probabilities(model: keras.Model) -> bool:
+    """True when the model ends in a softmax (seed, tiny), False when it returns logits (airbench nets)."""
+    activation = getattr(model.layers[-1], "activation", None)
+    return activation is not None and getattr(activation, "__name__", "") == "softmax"
+
+
+def inference_model(net: keras.Model, test_time_augmentation: bool = False) -> keras.Model:
+    """The model to save and serve: raw pixels → class probabilities.
+
+    A net that returns logits gets a softmax (and optionally the 6-view test-time augmentation,
+    weighted as airbench's tta_level 2) around it; a net that already ends in softmax is returned as is.
+    """
+    if outputs_probabilities(net):
+        return net
+    inputs = keras.Input(shape=net.input_shape[1:], name=INPUT_NAME)
+    if test_time_augmentation:
+        logits = custom_layers.TestTimeAverage()(net(custom_layers.TestTimeViews()(inputs)))
+    else:
+        logits = net(inputs)
+    outputs = keras.layers.Softmax(name="probabilities", dtype="float32")(logits)
+    return keras.Model(inputs, outputs, name=f"{net.name}_inference")
+
+
+def count_params(model: keras.Model) -> int:
+    return int(model.count_params())
+
+
+def forward_flops(model: keras.Model) -> int:
+    """Floating-point operations of one image's forward pass (2 per multiply-add of conv and dense layers).
+
+    Counted from layer shapes by hand: TensorFlow's profiler needs a frozen v1 graph and Keras has no
+    FLOP counter. Normalisation, activations and pooling (well under 1% here) are left out.
+    Training costs about 3x this per image (forward + two backward products). A nested net behind
+    test-time views counts once per view.
+    """
+    views = len(custom_layers.TestTimeViews.VIEW_WEIGHTS) if any(
+        isinstance(layer, custom_layers.TestTimeViews) for layer in model.layers) else 1
+    flops = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            flops += views * forward_flops(layer)
+        # A depthwise kernel (kh, kw, in, multiplier) gives in * multiplier outputs: the same product.
+        elif isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, custom_layers.PatchWhitening)):
+            kernel_height, kernel_width, channels_in, channels_out = layer.kernel.shape
+            _, height, width, _ = layer.output.shape
+            flops += 2 * height * width * channels_out * kernel_height * kernel_width * channels_in
+        elif isinstance(layer, keras.layers.Dense):
+            flops += 2 * int(layer.kernel.shape[0]) * int(layer.kernel.shape[1])
+    return int(flops)
+

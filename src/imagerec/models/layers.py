@@ -1,0 +1,116 @@
+"""Custom Keras layers of the airbench models, registered so every saved format reloads them safely, and the
+BatchNormalization every net here uses (synchronised across replicas).
+
+Keras has no layer for a frozen-kernel/trainable-bias convolution or for test-time-augmentation views,
+so these few are written here; each is plain TensorFlow ops that export to SavedModel, TFLite and ONNX.
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+from imagerec import backends
+
+PACKAGE = "imagerec"
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class PatchWhitening(keras.layers.Layer):
+    """A 'valid' convolution of raw pixels whose kernel and offset are set once from the data (see
+    `whitening_parameters`) and never trained, plus a bias that trains (airbench: for the first epochs
+    only; the recipe decides). The offset and the kernel's scale fold in the per-channel input
+    normalisation, so no separate Normalization layer is needed (whose cached statistics the legacy
+    HDF5 loader does not restore)."""
+
+    def __init__(self, filters: int, patch_size: int = 2, stride: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        self.filters, self.patch_size, self.stride = filters, patch_size, stride  # stride > 1: a patchifying stem
+
+    def build(self, input_shape):
+        shape = (self.patch_size, self.patch_size, input_shape[-1], self.filters)
+        self.kernel = self.add_weight(name="kernel", shape=shape, initializer="glorot_uniform", trainable=False)
+        self.offset = self.add_weight(name="offset", shape=(self.filters,), initializer="zeros", trainable=False)
+        self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
+
+    def call(self, inputs):
+        return ops.conv(inputs, self.kernel, strides=self.stride, padding="valid") + self.offset + self.bias
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "patch_size": self.patch_size, "stride": self.stride}
+
+
+def whitening_parameters(images: np.ndarray, patch_size: int = 2, epsilon: float = 5e-4, stride: int = 1):
+    """(kernel, offset) of a PatchWhitening layer for raw 0-255 images (N, H, W, C).
+
+    The images are normalised per channel (mean 0, std 1); each eigenvector e of the covariance of their
+    patches, with eigenvalue v, gives the filters e/sqrt(v + epsilon) and -e/sqrt(v + epsilon)
+    (airbench, arXiv 2404.00498). The normalisation is then folded into the kernel and the offset.
+    """
+    pixels = np.asarray(images, np.float64)
+    mean, std = pixels.mean(axis=(0, 1, 2)), pixels.std(axis=(0, 1, 2)) + 1e-8
+    kernel = _whitening_kernel((pixels - mean) / std, patch_size, epsilon, stride)
+    raw_kernel = kernel / std[np.newaxis, np.newaxis, :, np.newaxis]
+    offset = -np.einsum("hwco,c->o", raw_kernel, mean)
+    return raw_kernel.astype(np.float32), offset.astype(np.float32)
+
+
+def _whitening_kernel(images: np.ndarray, patch_size: int, epsilon: float, stride: int = 1) -> np.ndarray:
+    """Kernel (patch, patch, channels, 2*patch*patch*channels) whitening the patches (every `stride`-th) of
+    normalised images."""
+    count, height, width, channels = images.shape
+    patches = np.lib.stride_tricks.sliding_window_view(images, (patch_size, patch_size), axis=(1, 2))
+    patches = patches[:, ::stride, ::stride]
+    # (N, H', W', C, ph, pw) → rows of (ph, pw, C), the layout of a Keras conv kernel
+    patches = patches.transpose(0, 1, 2, 4, 5, 3).reshape(-1, patch_size * patch_size * channels)
+    covariance = patches.T @ patches / len(patches)
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+    eigenvalues, eigenvectors = eigenvalues[::-1], eigenvectors[:, ::-1]  # largest first
+    filters = eigenvectors / np.sqrt(np.maximum(eigenvalues, 0) + epsilon)
+    kernel = np.concatenate([filters, -filters], axis=1)
+    return kernel.reshape(patch_size, patch_size, channels, -1).astype(np.float32)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class TestTimeViews(keras.layers.Layer):
+    """(N, H, W, C) → (6N, H, W, C): the image, its mirror, and 1-pixel diagonal shifts of both
+    (reflect padding), stacked view-major. Pair with `TestTimeAverage`."""
+
+    VIEW_WEIGHTS = (0.25, 0.25, 0.125, 0.125, 0.125, 0.125)  # airbench tta_level 2
+
+    def call(self, inputs):
+        height, width = inputs.shape[1], inputs.shape[2]
+        padded = ops.pad(inputs, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="reflect")
+        up_left = padded[:, :height, :width, :]
+        down_right = padded[:, 2:height + 2, 2:width + 2, :]
+        views = [inputs, ops.flip(inputs, axis=2), up_left, ops.flip(up_left, axis=2),
+                 down_right, ops.flip(down_right, axis=2)]
+        return ops.concatenate(views, axis=0)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class TestTimeAverage(keras.layers.Layer):
+    """(6N, K) logits from `TestTimeViews` order → (N, K) weighted mean logits."""
+
+    def call(self, inputs):
+        views = ops.reshape(inputs, (len(TestTimeViews.VIEW_WEIGHTS), -1, inputs.shape[-1]))
+        weights = ops.reshape(ops.convert_to_tensor(TestTimeViews.VIEW_WEIGHTS, dtype=inputs.dtype), (-1, 1, 1))
+        return ops.sum(views * weights, axis=0)
+
+    def compute_output_shape(self, input_shape):
+        # Given, not traced: JAX cannot trace the reshape of an unknown batch into (views, -1, K) symbolically.
+        batch = input_shape[0] // len(TestTimeViews.VIEW_WEIGHTS) if input_shape[0] is not None else None
+        return (batch, input_shape[-1])
+
+
+def replica_synced_batch_norm(**kwargs) -> keras.layers.BatchNormalization:
+    """BatchNormalization that, when built under a tf.distribute strategy with several replicas, computes
+    its statistics over the global batch. Unsynchronised, each replica would update the running statistics
+    from its own slice and the workers' copies would drift apart (seen with MultiWorkerMirroredStrategy);
+    synchronised, N replicas compute what one device computes on the whole batch."""
+    if not backends.is_tensorflow():  # no tf.distribute: one device
+        return keras.layers.BatchNormalization(**kwargs)
+    import tensorflow as tf
+
+    return keras.layers.BatchNormalization(synchronized=tf.distribute.get_strategy().num_replicas_in_sync > 1,
+                                           **kwargs)
+

@@ -1,0 +1,31 @@
+"""Serving: a loaded model behind a web page, a JSON API and TensorFlow Serving's REST API.
+
+    limits      `ServeLimits` and `RequestError` (no server package: the CLI reads its flags from here)
+    batching    concurrent requests' images as one model call      admission   work slots, queue, body budget
+    guard       the ASGI guard: framing, body deadline and size, slots, the request's deadline
+    inputs      image files and TF Serving documents → pixel batches   dataplane   worker threads, inference
+    app         `create_app`: the page, /predict, errors as JSON       tf_serving  TF Serving's routes
+    server      `run_server`: uvicorn with a header deadline; `check_address_free`
+
+Only `imagerec serve` imports FastAPI, Starlette, uvicorn and h11 (through `app` and `server`). The names below
+are importable from `imagerec.serve` itself, as before the package had rooms; each loads its module on first use.
+"""
+
+_EXPORTS = {
+    "ServeLimits": "limits", "RequestError": "limits", "RETRY_AFTER_S": "limits", "MAX_HEADER_BYTES": "limits",
+    "DEADLINE_KEY": "limits", "Batcher": "batching", "EXACT_SIZES": "batching", "Admission": "admission",
+    "BodyBudget": "admission", "RequestGuard": "guard", "MIN_BODY_RATE_BYTES_S": "guard",
+    "decode_images": "inputs", "parse_json_body": "inputs", "predict_body_to_batch": "inputs",
+    "instances_to_batch": "inputs", "model_status": "tf_serving", "model_metadata": "tf_serving",
+    "create_app": "app", "PAGE_FILE": "app", "PAGE_TOP_K": "app", "ROUTES": "app", "run_server": "server",
+    "header_deadline_protocol": "server", "HeaderDeadlineProtocol": "server", "check_address_free": "server",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'imagerec.serve' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"imagerec.serve.{_EXPORTS[name]}"), name)

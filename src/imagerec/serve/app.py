@@ -1,0 +1,174 @@
+"""The app: a prediction service for a loaded model, a web page, a JSON API and TensorFlow Serving's REST API
+(`tf_serving`), built in steps over the shared data plane (`dataplane`); `server` runs it.
+
+Routes (every error is JSON `{"error": "..."}`, with TensorFlow Serving's status codes):
+  GET  /                                    page: drop or choose images, see each one's top-5 labels
+  POST /predict?top_k=5                     multipart upload of one or more images (any format, any size)
+  GET  /v1/models/NAME[/versions/1]         TF Serving model status
+  GET  /v1/models/NAME[/versions/1]/metadata  TF Serving signature (input shape, dtype) plus class names
+  POST /v1/models/NAME[/versions/1]:predict   {"instances": [...]} or {"inputs": [...]}: H x W x 3 pixel
+                                            arrays (0-255) or {"b64": "<image file, base64>"}
+  GET  /healthz
+
+The model runs on one dedicated thread, never on the event loop; requests that arrive while it is busy (or
+within a short window) are concatenated into one batch, so throughput grows with load (`batching`). JSON
+parsing and image decoding run in a small pool of worker threads, also off the event loop.
+
+Limits (`ServeLimits`) guard memory and time, in the order a request meets them:
+  1. its request line and headers, then its body, must arrive within `read_timeout_s` (408; the body's time
+     grows by 1 s per 100 kB received): a slow client holds a connection, never a slot
+     (`server.header_deadline_protocol`, `guard.RequestGuard`); headers over MAX_HEADER_BYTES, or a body framed both by
+     Transfer-Encoding and Content-Length, are 400 and close the connection;
+  2. the body size is enforced on the bytes actually received (a chunked body has no Content-Length) (413),
+     and the bytes all requests hold at once against `max_pending_mb` (`admission.BodyBudget`, 503);
+  3. only a complete request takes one of `max_concurrent` work slots; over that it waits in a queue of
+     `max_queue` (`admission.Admission`), and only a full queue answers 503 with Retry-After;
+  4. one deadline, `timeout_s` from the request's arrival, covers reading, parsing, decoding, queueing and
+     inference (504); image dimensions are checked from the headers, each image against `max_image_pixels`
+     and their decoding work (`data.images.decode_work`: a JPEG's scans count) against `max_request_pixels`, before
+     any pixel is decoded (413).
+"""
+
+import concurrent.futures
+import logging
+import re
+import secrets
+from pathlib import Path
+
+import numpy as np
+from starlette.requests import Request
+
+from imagerec.errors import UserError
+from imagerec.evaluation import predict
+from imagerec.models.registry import INPUT_NAME
+from imagerec.serve import dataplane, inputs, tf_serving
+from imagerec.serve.batching import Batcher
+from imagerec.serve.guard import RequestGuard
+from imagerec.serve.limits import DEADLINE_KEY, RequestError, ServeLimits
+
+LOGGER = logging.getLogger("imagerec.serve")
+PAGE_FILE = Path(__file__).with_name("page.html")
+PAGE_TOP_K = 5  # labels the page shows per image, and /predict gives without top_k
+
+
+def create_app(classifier, name: str = "cifar10", limits: ServeLimits | None = None):
+    """The FastAPI app serving `classifier` (an imagerec Classifier) as model `name`, built in steps (as kserve
+    builds its server): its state, the guard around every route, the JSON errors, the routes.
+
+    The routes are plain functions that find the classifier, limits, batcher and worker threads in
+    `request.app.state`; RequestGuard wraps them all.
+    """
+    from fastapi import FastAPI
+
+    limits = limits or ServeLimits()
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name):
+        raise UserError(f"`name` is letters, digits, '_', '.' and '-' (up to 64), got {name!r}")
+    app = FastAPI(title=f"imagerec: {name}", docs_url=None, redoc_url=None, openapi_url=None)
+    _set_state(app, classifier, name, limits)
+    app.add_middleware(RequestGuard, limits=limits)
+    _add_error_handlers(app)
+    for method, path, route in ROUTES:
+        app.add_api_route(path, route, methods=[method], response_model=None)
+    return app
+
+
+def _set_state(app, classifier, name: str, limits: ServeLimits) -> None:
+    app.state.classifier, app.state.model_name, app.state.limits = classifier, name, limits
+    app.state.input_name = INPUT_NAME  # the TF Serving input key, as in the saved SavedModel
+    app.state.batcher = Batcher(classifier.predict_proba, limits.max_batch_size, limits.batch_window_ms / 1000,
+                                limits.batching)
+    # JSON parsing and decoding hold the GIL for long stretches: a few threads bound how many requests do it at
+    # once (and the memory their parsed bodies take), and keep the event loop free for everyone else.
+    app.state.workers = concurrent.futures.ThreadPoolExecutor(max_workers=limits.workers,
+                                                              thread_name_prefix="imagerec-parse")
+    # Read once. The page shows the top 5 labels, or every class of a model with fewer (top_k is at most that).
+    app.state.page = PAGE_FILE.read_text(encoding="utf-8").replace("{{MODEL}}", _html(name)).replace(
+        "{{TOP_K}}", str(min(PAGE_TOP_K, len(classifier.class_names))))
+
+
+def _add_error_handlers(app) -> None:
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException
+
+    for error_type, handler in ((RequestError, _request_error), (HTTPException, _http_error),
+                                (RequestValidationError, _validation_error), (Exception, _unexpected_error)):
+        app.add_exception_handler(error_type, handler)
+
+
+# ---------------------------------------------------------------- the routes
+
+async def _page(request: Request):
+    from fastapi.responses import HTMLResponse
+
+    nonce = secrets.token_urlsafe(16)
+    return HTMLResponse(request.app.state.page.replace("{{NONCE}}", nonce), headers={"Content-Security-Policy": (
+        f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; img-src blob:; "
+        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")})
+
+
+async def _healthz(request: Request):
+    return {"status": "ok", "model": request.app.state.model_name}
+
+
+async def _predict_upload(request: Request):
+    state = request.app.state
+    classifier, limits, deadline = state.classifier, state.limits, request.scope[DEADLINE_KEY]
+    default_top_k = str(min(PAGE_TOP_K, len(classifier.class_names)))  # 5, or every class of a smaller model
+    top_k = _parse_top_k(request.query_params.get("top_k", default_top_k), len(classifier.class_names))
+    form = await request.form(max_files=limits.max_images, max_fields=limits.max_images)
+    uploads = [(key, value) for key, value in form.multi_items() if not isinstance(value, str)]
+    if not uploads:
+        raise RequestError(400, "no image in the request: POST multipart/form-data with one or more files")
+    contents = [(upload.filename or key, await upload.read()) for key, upload in uploads]
+    images = await dataplane.in_worker(request, lambda: inputs.decode_images(contents, classifier.input_shape[:2],
+                                                                             limits, deadline))
+    probabilities = await dataplane.infer(request, images.astype(np.float32))
+    return {"model": state.model_name, "predictions": [
+        {"filename": filename, "top": predict.top_k_labels(row, classifier.class_names, top_k)}
+        for (filename, _), row in zip(contents, probabilities)]}
+
+
+ROUTES = (("GET", "/", _page), ("GET", "/healthz", _healthz), ("POST", "/predict", _predict_upload),
+          *tf_serving.ROUTES)
+
+
+# ---------------------------------------------------------------- errors as JSON
+
+async def _request_error(request, error: RequestError):
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse({"error": error.message}, status_code=error.status, headers=error.headers)
+
+
+async def _http_error(request, error):
+    from fastapi.responses import JSONResponse
+
+    message = {404: f"no route {request.url.path}", 405: f"method {request.method} not allowed here"}.get(
+        error.status_code, str(error.detail))
+    return JSONResponse({"error": message}, status_code=error.status_code, headers=error.headers)
+
+
+async def _validation_error(request, error):
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse({"error": "invalid request parameters"}, status_code=400)
+
+
+async def _unexpected_error(request, error: Exception):
+    from fastapi.responses import JSONResponse
+
+    LOGGER.exception("unexpected error serving %s", request.url.path)
+    return JSONResponse({"error": "internal error (logged on the server)"}, status_code=500)
+
+
+def _parse_top_k(text: str, num_classes: int) -> int:
+    # ASCII digits only: str.isdigit() also accepts "²" (which int() refuses) and "١" or "５" (which it takes).
+    if not re.fullmatch(r"[0-9]{1,4}", text) or not 1 <= int(text) <= num_classes:
+        raise RequestError(400, f"top_k must be a whole number from 1 to {num_classes}, got {text[:20]!r}")
+    return int(text)
+
+
+def _html(text: str) -> str:
+    import html
+
+    return html.escape(text, quote=True)

@@ -1,0 +1,13 @@
+"""Training: a recipe run on a dataset into a run directory.
+
+    run          `train(data, recipe, run_dir)` → `RunResult`: checks, plan, fit, score, save, report
+    fitting      the net built under the strategy and precision, warm-started, handed to its trainer
+    outcome      what a finished run writes: the model files, history, curves, metrics, report
+    recipes      frozen presets: every number of a run, and each recipe type's facts (trainer, families, ...)
+    precision    mixed precision: "auto", hardware checks, Keras' dtype policy
+    context      `FitContext`: what every trainer is given
+    seed, airbench, finetune   one trainer per recipe type: `fit(net, dataset, recipe, context)`
+    augment, optim, batches, class_weights, distribute, warmstart   their pieces
+
+A new training method is one recipe type in `recipes` plus one trainer module (named by its `trainer`).
+"""

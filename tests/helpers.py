@@ -1,0 +1,157 @@
+"""What several test modules share: synthetic images that a model can learn, the real command in a subprocess,
+a Chromium for the browser tests, and a callback that interrupts a run. Imported by tests (and conftest.py's
+fixtures) as `helpers`; pytest's conftest.py holds only fixtures."""
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+from PIL import Image
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+CIFAR_JPEG = Path(os.environ.get("IMAGEREC_TEST_DATA", REPOSITORY.parent / "shared/data/cifar10-jpeg.tar.gz"))
+SYNTHETIC_CLASSES = ("red_stripes", "green_rings", "blue_checks", "yellow_cross")
+SYNTHETIC_TRAIN, SYNTHETIC_TEST = 60, 15  # images per class
+
+
+def synthetic_image(label: int, rng: np.random.Generator, size=(32, 32)) -> np.ndarray:
+    """A uint8 (height, width, 3) image of class `label`: its own colour and pattern, a random phase and
+    scale, and pixel noise; any size."""
+    height, width = size
+    rows, columns = np.mgrid[0:height, 0:width] / max(height, width) * 32
+    period, phase = rng.uniform(5, 9), rng.uniform(0, 2 * np.pi)
+    patterns = [np.sin(2 * np.pi * rows / period + phase),  # stripes
+                np.sin(2 * np.pi * np.hypot(rows - 16, columns - 16) / period + phase),  # rings
+                np.sign(np.sin(2 * np.pi * rows / period + phase) * np.sin(2 * np.pi * columns / period)),  # checks
+                (np.minimum(abs(rows - 16), abs(columns - 16)) < period / 2) * 2.0 - 1]  # cross
+    colours = np.array([[200, 40, 40], [40, 180, 60], [50, 70, 210], [220, 200, 40]], np.float64)
+    image = 127 + 0.45 * patterns[label][..., None] * colours[label] + rng.normal(0, 18, (height, width, 3))
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def write_synthetic_folder(root: Path, train_per_class: int = SYNTHETIC_TRAIN, test_per_class: int = SYNTHETIC_TEST,
+                           seed: int = 0) -> Path:
+    """An image-folder dataset train/<class>/, test/<class>/ of synthetic images: PNG and JPEG, mostly 32x32,
+    every seventh an odd size (the loader resizes), a few grayscale."""
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", train_per_class), ("test", test_per_class)):
+        for label, name in enumerate(SYNTHETIC_CLASSES):
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for index in range(count):
+                size = (32, 32) if index % 7 else (int(rng.integers(20, 90)), int(rng.integers(20, 90)))
+                image = Image.fromarray(synthetic_image(label, rng, size))
+                if index % 11 == 5:
+                    image = image.convert("L")
+                suffix = ".png" if index % 2 else ".jpg"
+                image.save(folder / f"{index:03d}{suffix}", quality=90)
+    return root
+
+
+PHOTO_TRAIN = (48, 32, 20, 12)  # a skewed class balance: images per class, in SYNTHETIC_CLASSES order
+PHOTO_SIZES = ((96, 72), (72, 96), (120, 90), (80, 80), (150, 100))  # (width, height): several aspect ratios
+
+
+def write_photo_folder(root: Path, train_counts=PHOTO_TRAIN, test_per_class: int = 8, seed: int = 1) -> Path:
+    """Synthetic "photos": larger than CIFAR-10, several sizes and aspect ratios, PNG, JPEG and WebP, and a
+    skewed class balance (`train_counts` per class; `test_per_class` each in test/)."""
+    rng = np.random.default_rng(seed)
+    for split, counts in (("train", train_counts), ("test", [test_per_class] * len(train_counts))):
+        for label, (name, count) in enumerate(zip(SYNTHETIC_CLASSES, counts)):
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for index in range(count):
+                width, height = PHOTO_SIZES[index % len(PHOTO_SIZES)]
+                image = Image.fromarray(synthetic_image(label, rng, (height, width)))
+                image.save(folder / f"{index:03d}{('.jpg', '.png', '.webp')[index % 3]}", quality=90)
+    return root
+
+
+def chromium_path():
+    """Debian's chromium (what .ci/run installs), or IMAGEREC_CHROMIUM; None when there is none."""
+    import shutil
+
+    return os.environ.get("IMAGEREC_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def run_cli(*arguments, timeout=600, env=None):
+    """Run the real `imagerec` command in a subprocess; returns the CompletedProcess."""
+    return subprocess.run([sys.executable, "-m", "imagerec", *map(str, arguments)], capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def modules_imported_by(code: str) -> set:
+    """The top-level packages a fresh Python has imported after running `code`."""
+    probe = code + "\nimport sys; print(' '.join(sorted({name.split('.')[0] for name in sys.modules})))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return set(result.stdout.strip().splitlines()[-1].split())  # the last line: what `code` printed comes before
+
+
+def train_cli(data, run_dir, recipe: str, epochs: int, *options, cache_dir=None):
+    """A real `imagerec train` of `recipe` for `epochs` on `data` into `run_dir`; asserts it succeeded."""
+    result = run_cli("train", "--recipe", recipe, "--data", data, "--out", run_dir, "--epochs", epochs, *options,
+                     *(("--cache-dir", cache_dir) if cache_dir else ()))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return Path(run_dir)
+
+
+class StopAfterFirstEpoch(keras.callbacks.Callback):
+    """Interrupts training after the first epoch's backup, as Ctrl-C would."""
+
+    def on_epoch_end(self, epoch, logs=None):  # runs after BackupAndRestore has written the epoch's backup
+        raise KeyboardInterrupt
+
+
+# ---------------------------------------------------------------- small image files of every kind
+
+def save_image(path: Path, image: Image.Image, format_name=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, format=format_name)
+
+
+def solid_rgb(color, size=(32, 32)):
+    return Image.new("RGB", size, color)
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def write_mixed_tree(root: Path) -> Path:
+    """Two classes of images in every common format, mode and size, plus a truncated and a non-image file."""
+    red, blue = root / "train" / "red", root / "train" / "blue"
+    save_image(red / "a.jpg", solid_rgb((255, 0, 0)))
+    save_image(red / "b.png", solid_rgb((250, 0, 0), (64, 48)))
+    save_image(red / "c.webp", solid_rgb((240, 10, 10), (17, 90)))
+    save_image(red / "d.bmp", solid_rgb((255, 5, 0)))
+    save_image(blue / "e.png", solid_rgb((0, 0, 255)).convert("P"))  # palette
+    save_image(blue / "f.png", Image.new("L", (40, 40), 80))  # grayscale
+    save_image(blue / "g.png", Image.new("RGBA", (32, 32), (0, 0, 255, 255)))
+    save_image(blue / "h.tif", solid_rgb((0, 0, 250)).convert("CMYK"), "TIFF")
+    jpeg = io.BytesIO()
+    solid_rgb((0, 0, 255)).save(jpeg, format="JPEG")
+    (blue / "truncated.jpg").write_bytes(jpeg.getvalue()[:200])
+    (red / "notes.txt").write_text("not an image")
+    (red / ".DS_Store").write_bytes(b"\0\1")  # hidden files are not data
+    for name, color in (("red", (255, 0, 0)), ("blue", (0, 0, 255))):
+        save_image(root / "test" / name / "t.png", solid_rgb(color))
+    return root
+
+
+def write_tree_of(root: Path, sizes, per_class: int = 3, test: bool = True) -> Path:
+    """Two classes ("a", "b") of random JPEGs, `per_class` each, cycling through `sizes` (width, height)."""
+    rng = np.random.default_rng(0)
+    for split in ("train", "test") if test else ("train",):
+        for name in ("a", "b"):
+            for index in range(per_class):
+                size = sizes[index % len(sizes)]
+                pixels = rng.integers(0, 256, (size[1], size[0], 3)).astype(np.uint8)
+                save_image(root / split / name / f"{index}.jpg", Image.fromarray(pixels))
+    return root

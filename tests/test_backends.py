@@ -76,6 +76,33 @@ def test_a_model_trained_on_jax_without_tensorflow_loads_and_predicts_alike_unde
     assert accuracy == pytest.approx(metrics["test_accuracy"])
 
 
+def test_on_a_machine_without_tensorflow_or_server_packages_every_command_runs_or_says_what_it_needs(image_folder,
+                                                                                                   tmp_path):
+    """`imagerec predict/evaluate/export/serve` with no KERAS_BACKEND set: Keras on JAX, what needs TensorFlow or
+    the server packages refused in one line (each crashed with ModuleNotFoundError)."""
+    run_dir = tmp_path / "run"
+    _run(["-c", "import no_tensorflow\nfrom imagerec.cli import main\n"
+                f"raise SystemExit(main(['train', '--backend', 'jax', '--recipe', 'airbench_small', '--epochs', '1', "
+                f"'--set', 'batch_size=32', '--data', {str(image_folder)!r}, '--out', {str(run_dir)!r}]))"], "jax")
+    image = sorted((image_folder / "test").rglob("*.png"))[0]
+    commands = {"predict": ["predict", run_dir, image], "evaluate": ["evaluate", run_dir],
+                "export keras": ["export", run_dir, "--format", "keras", "--out", tmp_path / "m.keras"],
+                "export savedmodel": ["export", run_dir, "--format", "savedmodel", "--out", tmp_path / "sm"],
+                "serve": ["serve", run_dir]}
+    env = {key: value for key, value in os.environ.items() if key != "KERAS_BACKEND"}
+    results = {}
+    for name, command in commands.items():
+        code = f"import no_tensorflow\nfrom imagerec.cli import main\nraise SystemExit(main({list(map(str, command))!r}))"
+        results[name] = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                                       cwd=Path(__file__).parent, env={**env, "JAX_PLATFORMS": "cpu"})
+    for name in ("predict", "evaluate", "export keras"):
+        assert results[name].returncode == 0, results[name].stderr[-2000:]
+    for name, needed in (("export savedmodel", "written by TensorFlow, which is not installed"),
+                         ("serve", "needs FastAPI, Starlette, uvicorn and h11")):
+        assert results[name].returncode == 2 and needed in results[name].stderr, results[name].stderr[-2000:]
+        assert "Traceback" not in results[name].stderr
+
+
 def test_a_jax_run_resumes_after_an_interruption_and_ends_where_an_uninterrupted_run_ends(image_folder, tmp_path):
     result = _run([str(WORKER), "--resume", str(image_folder), str(tmp_path), "--no-tensorflow"], "jax")
     outcome = json.loads(result.stdout.strip().splitlines()[-1])

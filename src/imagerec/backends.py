@@ -40,6 +40,15 @@ def current() -> str:
     return os.environ.get("KERAS_BACKEND", DEFAULT)
 
 
+def choose_installed() -> None:
+    """Before Keras is imported, with no KERAS_BACKEND set, on a machine with JAX but no TensorFlow: make JAX the
+    backend (Keras itself would import TensorFlow, and fail). The CLI calls it first thing."""
+    if "keras" in sys.modules or "KERAS_BACKEND" in os.environ or has_tensorflow():
+        return
+    if importlib.util.find_spec("jax") is not None:
+        os.environ["KERAS_BACKEND"] = "jax"
+
+
 def is_tensorflow() -> bool:
     return current() == "tensorflow"
 

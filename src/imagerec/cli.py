@@ -238,6 +238,7 @@ COMMANDS = {"train": _train, "recipes": lambda arguments: print(recipes.describe
 def main(argv=None) -> int:
     arguments = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TensorFlow's C++ start-up chatter
+    backends.choose_installed()  # no TensorFlow here: Keras on JAX
     try:
         if arguments.command not in ("train", "recipes"):  # train checks its options before TensorFlow loads
             _import_tensorflow_quietly()
@@ -267,8 +268,8 @@ def _with_flags(message: str, options: dict) -> str:
 def _import_tensorflow_quietly() -> None:
     """Import TensorFlow with stderr closed: its C++ start-up lines (oneDNN, CUDA probing) come before any Python
     setting can silence them, and users took them for errors. IMAGEREC_TF_LOGS=1 shows them."""
-    if os.environ.get("IMAGEREC_TF_LOGS") == "1" or not backends.is_tensorflow():
-        return
+    if os.environ.get("IMAGEREC_TF_LOGS") == "1" or not backends.is_tensorflow() or not backends.has_tensorflow():
+        return  # (without TensorFlow, the command says what needs it when it gets there)
     sys.stderr.flush()
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)

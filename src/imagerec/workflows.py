@@ -93,8 +93,11 @@ def predict_paths(model, paths, top_k: int = 5, trust_model: bool = False):
 def serve_model(model, host: str = "127.0.0.1", port: int = 8500, name: str = "cifar10", limits=None,
                 trust_model: bool = False) -> None:
     """Load `model` and serve it (`serve.server.run_server`) until interrupted; the address is checked first."""
-    from imagerec.serve import server
-
+    try:
+        from imagerec.serve import server
+    except ImportError as error:  # a machine set up without them (pip install --no-deps, a JAX-only box)
+        raise UserError(f"`imagerec serve` needs FastAPI, Starlette, uvicorn and h11, and {error.name} is not "
+                        f"installed: pip install -e . (with its dependencies)") from None
     server.check_address_free(host, port)
     classifier = loading.load_model(model, trust_model=trust_model)
     if host not in ("127.0.0.1", "localhost", "::1"):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imagerec import fileio
+from imagerec import backends, fileio
 from imagerec.artefacts import layout, manifest, model_info
 from imagerec.errors import UserError
 from imagerec.export import runners, writers
@@ -35,7 +35,9 @@ FLOAT_TOLERANCE = 1e-4  # max |probability difference| a float export may show a
 # The runtime each format is checked with, and the pip extra that brings it.
 RUNTIMES = {"tflite": ("ai_edge_litert", "export"), "onnx": ("onnxruntime", "export")}
 CONVERTERS = {"onnx": ("tf2onnx", "export")}
-INT8_NEEDS = {"onnx": ("sympy", "export")}  # onnxruntime's quantisation pre-processing infers shapes with sympy
+INT8_NEEDS = {"onnx": ("sympy", "export")}
+# Written by TensorFlow itself (SavedModel; the LiteRT and tf2onnx converters read one), whatever Keras runs on.
+NEEDS_TENSORFLOW = ("savedmodel", "tflite", "onnx")  # onnxruntime's quantisation pre-processing infers shapes with sympy
 
 
 @dataclasses.dataclass
@@ -136,6 +138,9 @@ def _check_request(classifier, format_name, quantize, check_images, calibration_
     if classifier.keras_model is None:
         raise UserError(f"{classifier.path} is a {classifier.format}; export from the run directory or its "
                         f".keras/.h5 file instead")
+    if format_name in NEEDS_TENSORFLOW and not backends.has_tensorflow():
+        raise UserError(f"the {format_name} export is written by TensorFlow, which is not installed here: pip "
+                        f"install tensorflow, or export the keras or h5 format")
     for needed in (RUNTIMES.get(format_name), CONVERTERS.get(format_name),
                    INT8_NEEDS.get(format_name) if quantize == "int8" else None):
         if needed is not None:

@@ -11,7 +11,6 @@ from imagerec import data
 from imagerec.errors import UserError
 
 
-
 def _cifar_pickle_files(rng) -> dict:
     """A tiny archive in the official cifar-10-python format: 2 train batches of 6, a test batch of 4."""
     def batch(count):

@@ -6,7 +6,6 @@ from imagerec import data
 from imagerec.errors import UserError
 
 
-
 @pytest.mark.parametrize("given, expected", [(64, (64, 64)), ("96", (96, 96)), ("96x128", (96, 128)),
                                              ((48, 40), (48, 40))])
 def test_image_size_takes_n_or_h_by_w(given, expected):

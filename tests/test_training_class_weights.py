@@ -5,7 +5,6 @@ import numpy as np
 from imagerec.training import class_weights
 
 
-
 def test_balanced_class_weights_make_every_class_weigh_the_same_in_total():
     labels = np.array([0] * 6 + [1] * 3 + [2] * 1)
     weights = class_weights.class_weights(labels, 3, "balanced")

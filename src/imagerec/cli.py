@@ -116,7 +116,8 @@ def _train_options() -> list:
         (("--strategy",), dict(choices=distribute.STRATEGIES, default="auto", help="tf.distribute: every local "
                                "GPU, the TF_CONFIG cluster, or auto (mirrored with 2+ GPUs)")),
         (("--resume",), dict(action="store_true", help="continue the interrupted run in --out (same options)")),
-        (("--deterministic",), dict(action="store_true", help="bit-identical weights for a --seed (CPU)")),
+        (("--deterministic",), dict(action="store_true", help="bit-identical weights for a --seed (CPU, in "
+                                    "float32)")),
         (("--no-report",), dict(action="store_true", help="do not write RUN_DIR/report/")),
         (("--tensorboard",), dict(action="store_true", help="logs in RUN_DIR/tensorboard (the extra of that name)"))]
 

@@ -35,9 +35,9 @@ FLOAT_TOLERANCE = 1e-4  # max |probability difference| a float export may show a
 # The runtime each format is checked with, and the pip extra that brings it.
 RUNTIMES = {"tflite": ("ai_edge_litert", "export"), "onnx": ("onnxruntime", "export")}
 CONVERTERS = {"onnx": ("tf2onnx", "export")}
-INT8_NEEDS = {"onnx": ("sympy", "export")}
+INT8_NEEDS = {"onnx": ("sympy", "export")}  # onnxruntime's quantisation pre-processing infers shapes with sympy
 # Written by TensorFlow itself (SavedModel; the LiteRT and tf2onnx converters read one), whatever Keras runs on.
-NEEDS_TENSORFLOW = ("savedmodel", "tflite", "onnx")  # onnxruntime's quantisation pre-processing infers shapes with sympy
+NEEDS_TENSORFLOW = ("savedmodel", "tflite", "onnx")
 
 
 @dataclasses.dataclass

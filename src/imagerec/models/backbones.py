@@ -46,7 +46,6 @@ def backbone_classifier(input_shape, num_classes: int, backbone_name: str) -> ke
     return keras.Model(inputs, outputs, name=backbone_name)
 
 
-
 def _register_backbone(name: str):
     builder = functools.partial(backbone_classifier, backbone_name=name)
     builder.__name__ = name

@@ -71,7 +71,6 @@ class Admission:
         self.active -= 1
 
 
-
 class BodyBudget:
     """The request-body bytes the server holds at once, over all requests: arriving, queued or being handled.
 

@@ -108,7 +108,6 @@ def _check_framing(scope) -> None:
                            {"connection": "close"})
 
 
-
 class _ClientGone(Exception):
     """The client disconnected before its request was complete: nobody to answer."""
 

@@ -12,6 +12,8 @@ Data flows one way from here: arrays → batches (`training`) → model. The nam
 `imagerec.data` itself, as before the package had rooms; each loads its module on first use.
 """
 
+from imagerec import lazy
+
 _EXPORTS = {
     "load_dataset": "load", "DEFAULT_SOURCE": "load", "KERAS_CIFAR10_LABEL": "load", "ARCHIVE_SUFFIXES": "load",
     "Dataset": "dataset", "parse_image_size": "dataset", "MAX_IMAGE_SIDE": "dataset",
@@ -23,10 +25,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'imagerec.data' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(f"imagerec.data.{_EXPORTS[name]}"), name)
+__getattr__ = lazy.exports(__name__, _EXPORTS)

@@ -8,6 +8,8 @@ The names below are importable from `imagerec.export` itself; each loads its mod
 reads `FORMATS` without TensorFlow).
 """
 
+from imagerec import lazy
+
 _EXPORTS = {
     "export_model": "checked", "export_arrays": "checked", "ExportResult": "checked", "FORMATS": "checked",
     "SUFFIXES": "checked", "QUANTIZABLE": "checked", "FLOAT_TOLERANCE": "checked", "describe": "checked",
@@ -15,10 +17,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'imagerec.export' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(f"imagerec.export.{_EXPORTS[name]}"), name)
+__getattr__ = lazy.exports(__name__, _EXPORTS)

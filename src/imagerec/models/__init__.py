@@ -11,6 +11,8 @@ SavedModel, TFLite, ONNX) takes the same input. The names below are importable f
 itself; each loads its module on first use.
 """
 
+from imagerec import lazy
+
 _EXPORTS = {
     "build_model": "registry", "check_model_name": "registry", "check_input_shape": "registry",
     "register_model": "registry", "model_names": "registry", "entry": "registry", "INPUT_NAME": "registry",
@@ -21,10 +23,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'imagerec.models' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(f"imagerec.models.{_EXPORTS[name]}"), name)
+__getattr__ = lazy.exports(__name__, _EXPORTS)

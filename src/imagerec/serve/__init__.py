@@ -11,6 +11,8 @@ Only `imagerec serve` imports FastAPI, Starlette, uvicorn and h11 (through `app`
 are importable from `imagerec.serve` itself, as before the package had rooms; each loads its module on first use.
 """
 
+from imagerec import lazy
+
 _EXPORTS = {
     "ServeLimits": "limits", "RequestError": "limits", "RETRY_AFTER_S": "limits", "MAX_HEADER_BYTES": "limits",
     "DEADLINE_KEY": "limits", "Batcher": "batching", "EXACT_SIZES": "batching", "Admission": "admission",
@@ -22,10 +24,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'imagerec.serve' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(f"imagerec.serve.{_EXPORTS[name]}"), name)
+__getattr__ = lazy.exports(__name__, _EXPORTS)

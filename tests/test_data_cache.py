@@ -27,6 +27,18 @@ def test_cache_skips_decoding_and_is_invalidated_by_a_changed_file(mixed_tree, t
     assert len(third.y_train) == len(first.y_train) + 1
 
 
+def test_each_row_knows_its_file_with_skipped_files_left_out(mixed_tree, tmp_path):
+    dataset = data.load_dataset(str(mixed_tree), cache_dir=tmp_path / "cache")
+    names = dataset.row_names("train")
+    assert len(names) == len(dataset.y_train) and "train/blue/truncated.jpg" not in names
+    assert names[:4] == ["train/blue/e.png", "train/blue/f.png", "train/blue/g.png", "train/blue/h.tif"]
+    assert [dataset.class_names[label] for label in dataset.y_train] == [name.split("/")[1] for name in names]
+    assert dataset.row_names("test") == ["test/blue/t.png", "test/red/t.png"]
+    assert data.load_dataset(str(mixed_tree), cache_dir=tmp_path / "cache").row_names("train") == names  # cached
+    held = data.load_dataset(str(mixed_tree), cache_dir=tmp_path / "cache", val_split=0.4, hold_out_validation=True)
+    assert sorted(held.row_names("train") + held.row_names("validation")) == sorted(names)
+
+
 def test_folders_are_cached_as_memory_maps_per_size_and_split(tmp_path):
     root = write_tree_of(tmp_path / "tree", [(64, 48)], per_class=5, test=False)
     first = data.load_dataset(str(root), image_size=48, cache_dir=tmp_path / "cache", val_split=0.4)

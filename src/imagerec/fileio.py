@@ -5,6 +5,8 @@ the final name with `os.replace` (atomic on POSIX): readers see the old file or 
 """
 
 import contextlib
+import csv
+import io
 import json
 import math
 import os
@@ -96,6 +98,15 @@ def write_json(path, data) -> None:
     """`data` as JSON; NaN and infinities (a diverged loss) become null: JSON has no such numbers, and Python's
     json would write a bare NaN that other readers refuse."""
     write_text(path, json.dumps(_finite(data), indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def write_csv(path, columns, rows) -> None:
+    """Rows (sequences in `columns`' order) as a CSV with a header, quoted where needed (csv module)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())
 
 
 def read_json_object(path):

@@ -13,6 +13,7 @@ A run directory holds (names kept from the original tutorial where it had them):
   saved_model/my_model/          TF SavedModel, endpoint `serving_default`
   model.json                     the model description (`model_info.ModelInfo`), also beside every export
   manifest.json                  SHA-256 of every model file (see `manifest`)
+  excluded.csv                   the files `train --exclude` left out (path, split, kind), when it was given
   report/                        report.html and its figures (see `evaluation.report`)
   tensorboard/                   TensorBoard logs, when asked for
 
@@ -33,6 +34,7 @@ CURVE_FILES = {"accuracy": "accuracy.png", "loss": "loss.png"}
 METRICS_FILE = "metrics.json"
 MODEL_INFO_FILE = "model.json"
 MANIFEST_FILE = "manifest.json"
+EXCLUDED_FILE = "excluded.csv"
 REPORT_DIR = "report"
 TENSORBOARD_DIR = "tensorboard"
 
@@ -61,6 +63,10 @@ MODEL_FILES = {name: model_format.run_file for name, model_format in FORMATS.ite
 LOADABLE_FORMATS = tuple(MODEL_FILES)  # what `load_model` opens: the run directory's formats
 EXPORT_FORMATS = ("keras", "h5", "savedmodel", "tflite", "onnx")  # what `imagerec export --format` writes
 KERAS_FILE, H5_FILE, WEIGHTS_FILE, SAVED_MODEL_DIR = (MODEL_FILES[name] for name in LOADABLE_FORMATS)
+
+
+def excluded_csv(run_dir) -> Path:
+    return Path(run_dir) / EXCLUDED_FILE
 
 
 def model_path(run_dir, format_name: str = "keras") -> Path:

@@ -181,6 +181,11 @@ def read_history(run_dir) -> list:
     return (fileio.read_json_object(layout.history_path(run_dir)) or {}).get("epochs", [])
 
 
+def write_excluded(run_dir, rows: list) -> None:
+    """excluded.csv: each file `train --exclude` left out, its split and why (the doctor's kind, or "listed")."""
+    fileio.write_csv(layout.excluded_csv(run_dir), ("path", "split", "kind"), rows)
+
+
 def write_metrics(run_dir, metrics: dict) -> None:
     fileio.write_json(layout.metrics_path(run_dir), metrics)
 

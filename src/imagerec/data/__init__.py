@@ -7,6 +7,7 @@
     cache       decoding a tree once, on every core, into `.npy` memory maps (`progress` shows it)
     archives    extracting .tar.gz/.zip trees within limits    cifar   Keras' download and the pickles
     splits      stratified, seeded test and validation splits, and the seed they take
+    exclude     `train --exclude`: a doctor's issues.csv or a list of paths, left out of the training rows
 
 Data flows one way from here: arrays → batches (`training`) → model. The names below are importable from
 `imagerec.data` itself, as before the package had rooms; each loads its module on first use.

@@ -19,8 +19,10 @@ from imagerec.data.dataset import Dataset
 from imagerec.data.progress import Progress
 from imagerec.errors import UserError, printable, size_text
 
-# bump when decoding changes, so old caches are not reused (2: JPEG draft; 3: .npy memory maps, center crop)
-CACHE_FORMAT_VERSION = 3
+# bump when decoding changes, so old caches are not reused (2: JPEG draft; 3: .npy memory maps, center crop;
+# 4: each row's file in paths.json)
+CACHE_FORMAT_VERSION = 4
+PATHS_FILE = "paths.json"  # {split: [each row's file relative to the tree's root]}
 MAX_SKIPPED_LISTED = 20  # how many skipped files a Dataset keeps by name
 DECODE_CHUNK = 512  # images decoded per round of the thread pool, then written to the cache file
 DECODE_WORKERS = None  # decoding threads; None: one per core (benchmarks/large_images.py compares)
@@ -32,32 +34,34 @@ def default_cache_dir() -> Path:
 
 
 def decoded(folder: Path, class_names, listing: dict, image_size, progress: bool, label: str,
-            test_split: str) -> Dataset:
-    """The Dataset cached in `folder`, decoded there from `listing` ({split: [(file, class index)]}) first when
-    it is not yet (or is unreadable). UserError when the disk fills, with nothing left behind."""
+            test_split: str, root: Path) -> Dataset:
+    """The Dataset cached in `folder`, decoded there from `listing` ({split: [(file, class index)]}, files under
+    `root`) first when it is not yet (or is unreadable). UserError when the disk fills, with nothing left
+    behind."""
     if folder.is_dir():
         with contextlib.suppress(OSError, ValueError, KeyError):  # unreadable: decode again and replace it
-            return _read_cache(folder, label, test_split)
+            return _read_cache(folder, label, test_split, root)
     try:
         with fileio.atomic_path(folder) as temporary:  # on any error the partial folder is removed
             temporary.mkdir()
-            _decode_tree(temporary, class_names, listing, image_size, progress, label)
+            _decode_tree(temporary, class_names, listing, image_size, progress, label, root)
     except OSError as error:
         if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             raise
         raise UserError(f"no space left for the decoded images in {folder.parent.parent} ({error.strerror}; the "
                         f"first run of a data set needs {size_text(_cache_bytes(listing, image_size))}): free some, "
                         f"or choose another `cache_dir`") from None
-    return _read_cache(folder, label, test_split)
+    return _read_cache(folder, label, test_split, root)
 
 
 def _cache_bytes(splits: dict, image_size) -> int:
     return sum(len(files) for files in splits.values()) * image_size[0] * image_size[1] * 3
 
 
-def _decode_tree(folder: Path, class_names, splits, image_size, progress: bool, label: str) -> None:
-    """Decode every split into `folder`: x_<split>.npy (uint8, N x H x W x 3), y_<split>.npy, meta.json."""
-    skipped = []
+def _decode_tree(folder: Path, class_names, splits, image_size, progress: bool, label: str, root: Path) -> None:
+    """Decode every split into `folder`: x_<split>.npy (uint8, N x H x W x 3), y_<split>.npy, meta.json and
+    paths.json (each row's file)."""
+    skipped, paths = [], {}
     meter = Progress(sum(len(files) for files in splits.values()), f"decoding {label}", progress)
     workers = DECODE_WORKERS or os.cpu_count() or 1
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:  # Pillow releases the GIL while decoding
@@ -65,12 +69,16 @@ def _decode_tree(folder: Path, class_names, splits, image_size, progress: bool, 
             if split == "validation" and split not in splits:
                 continue
             files = splits.get(split, [])
+            before = {item["path"] for item in skipped}
             labels = _decode_split(pool, files, folder / f"x_{split}.npy", image_size, skipped, meter)
+            dropped = {item["path"] for item in skipped} - before
+            paths[split] = [file.relative_to(root).as_posix() for file, _ in files if str(file) not in dropped]
             np.save(folder / f"y_{split}.npy", labels)
             check_every_class_present(class_names, labels, split, present=split in splits)
     _warn_skipped(skipped)
     meta = {"class_names": list(class_names), "skipped_count": len(skipped), "skipped": skipped[:MAX_SKIPPED_LISTED]}
     fileio.write_json(folder / "meta.json", meta)
+    fileio.write_json(folder / PATHS_FILE, paths)
 
 
 def _decode_split(pool, files: list, path: Path, image_size, skipped: list, meter) -> np.ndarray:
@@ -149,14 +157,16 @@ def _warn_skipped(skipped: list) -> None:
     print(printable(f"imagerec: warning: skipped {len(skipped)} unreadable file(s): {listed}{more}"), file=sys.stderr)
 
 
-def _read_cache(folder: Path, label: str, test_split: str) -> Dataset:
-    """The decoded tree in `folder`: images as read-only memory maps, labels in memory."""
+def _read_cache(folder: Path, label: str, test_split: str, root: Path) -> Dataset:
+    """The decoded tree in `folder`: images as read-only memory maps, labels and each row's file in memory."""
     meta = json.loads((folder / "meta.json").read_text())
+    paths = {split: tuple(names) for split, names in json.loads((folder / PATHS_FILE).read_text()).items()}
     splits = {split: (np.load(folder / f"x_{split}.npy", mmap_mode="r", allow_pickle=False),
                       np.load(folder / f"y_{split}.npy", allow_pickle=False))
               for split in ("train", "test", "validation") if (folder / f"y_{split}.npy").is_file()}
     return Dataset(*splits["train"], *splits["test"], tuple(meta["class_names"]), source=label,
                    skipped_count=meta["skipped_count"], skipped=meta["skipped"], test_split=test_split,
-                   x_val=splits.get("validation", (None, None))[0], y_val=splits.get("validation", (None, None))[1])
+                   x_val=splits.get("validation", (None, None))[0], y_val=splits.get("validation", (None, None))[1],
+                   paths=paths, root=str(root))
 
 

@@ -29,6 +29,10 @@ class Dataset:
     test_split: str = "test"  # "test" (given by the source) or "val-split <fraction>"
     x_val: np.ndarray | None = None  # a stratified slice held out of the training images (`hold_out`), or None
     y_val: np.ndarray | None = None
+    # Each row's file, relative to the tree's root (posix), per split ("train", "test", "validation"); None for
+    # sources without files (CIFAR-10's download and pickles), whose rows are named by index (`row_names`).
+    paths: dict | None = None
+    root: str | None = None  # the folder the paths are relative to (an archive's extracted tree)
 
     @property
     def num_classes(self) -> int:
@@ -37,6 +41,20 @@ class Dataset:
     @property
     def image_shape(self) -> tuple:
         return tuple(self.x_train.shape[1:])
+
+    def split_arrays(self, split: str) -> tuple:
+        """(images, labels) of "train", "test" or "validation" (None, None when there is no such split)."""
+        return {"train": (self.x_train, self.y_train), "test": (self.x_test, self.y_test),
+                "validation": (self.x_val, self.y_val)}[split]
+
+    def row_names(self, split: str) -> list:
+        """What names each row of `split`: its file relative to the data's root ("train/cat/0001.jpg"), or
+        "train#41" (the row's index) for a source without files."""
+        labels = self.split_arrays(split)[1]
+        count = 0 if labels is None else len(labels)
+        if self.paths is not None and split in self.paths:
+            return list(self.paths[split])
+        return [f"{split}#{index}" for index in range(count)]
 
     def summary(self) -> dict:
         """What a run records about its data (JSON-ready)."""

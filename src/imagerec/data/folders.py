@@ -51,7 +51,7 @@ def load_folder(root: Path, image_size, cache_root: Path, progress: bool, label:
     if plan.hold_out_validation:
         listing = {**listing, **splits.split_listing(listing["train"], plan, "validation")}
     folder = cache_root / "decoded" / _tree_key(root, listing, image_size)
-    return cache.decoded(folder, class_names, listing, image_size, progress, label, test_split)
+    return cache.decoded(folder, class_names, listing, image_size, progress, label, test_split, root)
 
 
 def list_tree(root: Path):

@@ -60,6 +60,21 @@ def decode_work(source, image_size=(32, 32), max_pixels: int | None = None) -> i
         return image.width * image.height + scans_work
 
 
+def decode_at_most(source, max_side: int) -> tuple:
+    """(uint8 RGB array whose longer side is at most `max_side`, aspect kept; the file's own (width, height);
+    its mode, such as "RGB" or "L"): a file seen about as it is, for checks of the file itself (the doctor's
+    image issues), with `decode_image`'s header checks. Raises as `decode_image` does."""
+    with _opened(source, (max_side, max_side), None) as (image, jpeg):
+        size, mode = ((jpeg.width, jpeg.height) if jpeg is not None and jpeg.width else image.size), image.mode
+        try:
+            image.load()
+            rgb = _to_rgb(ImageOps.exif_transpose(image))
+            rgb.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
+            return np.asarray(rgb, dtype=np.uint8), size, mode
+        except Exception as error:  # noqa: BLE001
+            raise ImageDecodeError(_describe_decode_error(error)) from error
+
+
 # The formats imagerec opens: what cameras, phones, screenshots and data sets use. Pillow's ICO and ICNS
 # plugins decode the largest embedded image while "opening" (before any size check), others are rare enough
 # to be more risk than use. (Pillow's JPEG plugin also opens phones' MPO files, as format "MPO".)

@@ -59,5 +59,9 @@ def hold_out(dataset, fraction: float, seed: int):
     end. In memory (a copy of the training images); `load_dataset(hold_out_validation=True)` does it while
     decoding."""
     kept, taken = stratified_rows(dataset.y_train, fraction, seed, "validation")
+    paths = dataset.paths
+    if paths is not None:
+        names = np.asarray(paths["train"], dtype=object)
+        paths = {**paths, "train": tuple(names[kept]), "validation": tuple(names[taken])}
     return dataclasses.replace(dataset, x_train=dataset.x_train[kept], y_train=dataset.y_train[kept],
-                               x_val=dataset.x_train[taken], y_val=dataset.y_train[taken])
+                               x_val=dataset.x_train[taken], y_val=dataset.y_train[taken], paths=paths)

@@ -68,7 +68,7 @@ def _figures(numbers: dict, class_names, images, dataset, history) -> dict:
 
 
 def _run_facts(metrics: dict) -> dict:
-    keys = ("recipe", "seed", "data", "model", "train_wall_s", "wall_s", "versions", "test_accuracy")
+    keys = ("recipe", "seed", "data", "excluded", "model", "train_wall_s", "wall_s", "versions", "test_accuracy")
     return {key: metrics[key] for key in keys if key in metrics}
 
 
@@ -209,7 +209,7 @@ def render_html(report: dict, class_names, pictures: list) -> str:
                f"expected calibration error {100 * report['calibration']['expected_calibration_error']:.2f}% "
                f"on {report['count']} images")
     settings = html.escape(json.dumps(report.get("run", {}), indent=2))
-    overview = _overview_html(report.get("data"))
+    overview = _overview_html(report.get("data")) + _excluded_html((report.get("run") or {}).get("excluded"))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>imagerec report</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:70em}}table{{border-collapse:collapse}}
@@ -219,6 +219,16 @@ img{{max-width:40em}}pre{{background:#eee;padding:1em;overflow:auto}}</style></h
 <h2>Per class</h2><table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>
 {rows}{averages}</table><h2>Figures</h2>{images}{overview}<h2>Run</h2><pre>{settings}</pre></body></html>
 """
+
+
+def _excluded_html(excluded) -> str:
+    """A run trained with `--exclude`: how many files it left out, and why (the doctor's kinds)."""
+    if not excluded:
+        return ""
+    kinds = ", ".join(f"{count} {html.escape(str(kind))}" for kind, count in excluded["by_kind"].items())
+    return (f"<h2>Left out</h2><p>{excluded['count']} training file(s) left out, listed in "
+            f"{html.escape(str(excluded['file']))} ({kinds or 'none'}; the run directory's excluded.csv names them); "
+            f"{excluded['kept_in_test']} listed test file(s) were kept in the test split.</p>")
 
 
 def _overview_html(overview) -> str:

@@ -51,6 +51,9 @@ def finish(run_dir, dataset, plan, trained: Trained) -> RunResult:
     for metric in layout.CURVE_FILES:
         report_pages.plot_curves(history, metric, layout.curve_path(run_dir, metric))
     metrics = {**_metrics(test, dataset, plan, trained, model, files), "init_from": trained.warm_start}
+    if plan.excluded is not None:
+        rundir.write_excluded(run_dir, plan.excluded["rows"])
+        metrics["excluded"] = {key: value for key, value in plan.excluded.items() if key != "rows"}
     rundir.write_metrics(run_dir, metrics)
     return RunResult(run_dir, classifier, history, metrics, test_probabilities)
 

@@ -20,6 +20,7 @@ import keras
 from imagerec import backends
 from imagerec.artefacts import layout, rundir
 from imagerec.data import load as data_load
+from imagerec.data import exclude as data_exclude
 from imagerec.data import splits
 from imagerec.data.dataset import Dataset, parse_image_size
 from imagerec.errors import UserError, printable
@@ -27,7 +28,7 @@ from imagerec.models import registry
 from imagerec.training import distribute, fitting, outcome, precision, recipes, warmstart
 from imagerec.training.outcome import RunResult
 
-__all__ = ["train", "RunResult", "RunPlan", "resolve_validation"]
+__all__ = ["train", "fit", "RunResult", "RunPlan", "resolve_validation"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +46,8 @@ class RunPlan:
     weights: str = "none"  # a backbone's start: none, imagenet or a .weights.h5 file
     warm_source: object = None  # warmstart.Source, read from `init_from`
     backbone_weights: list | None = None  # read from `weights`
+    exclusions: object = None  # data.exclude.Exclusions read from `exclude`, or None
+    excluded: dict | None = None  # what they left out of this run's data (`data.exclude.apply`)
 
     @property
     def chief(self) -> bool:
@@ -54,13 +57,14 @@ class RunPlan:
         """What run.json records and `resume` checks: the recipe, the seed and any warm start."""
         return {"recipe": dataclasses.asdict(self.recipe), "seed": self.seed,
                 **({"init_from": str(self.init_from)} if self.init_from else {}),
-                **({"weights": str(self.weights)} if self.weights not in (None, "none") else {})}
+                **({"weights": str(self.weights)} if self.weights not in (None, "none") else {}),
+                **({"exclude": self.exclusions.file} if self.exclusions is not None else {})}
 
 
 def train(data, recipe=recipes.DEFAULT, run_dir=None, seed: int = 0, *, data_options=None, report: bool = True,
           tensorboard: bool = False, resume: bool = False, deterministic: bool = False, strategy="auto",
           callbacks=(), validation: str = "auto", init_from=None, trust_model: bool = False, weights: str = "none",
-          verbose: int | None = None) -> RunResult:
+          exclude=None, verbose: int | None = None) -> RunResult:
     """Train `recipe` (a recipe, or a name for `recipes.get_recipe`) on `data` (a `Dataset`, or a source for
     `load_dataset` with `data_options`), score it on the test split, save every model format, the history,
     curves, metrics and (unless `report=False`) the report under `run_dir` (default runs/<timestamp>;
@@ -68,7 +72,8 @@ def train(data, recipe=recipes.DEFAULT, run_dir=None, seed: int = 0, *, data_opt
 
     `validation`: what each epoch is validated on (`resolve_validation`); `callbacks`: extra Keras callbacks;
     `init_from` (a run of the same model family, loaded safely unless `trust_model`) and `weights` (none,
-    imagenet or a .weights.h5 file of a Keras Applications backbone) warm-start the net (`warmstart`). State is
+    imagenet or a .weights.h5 file of a Keras Applications backbone) warm-start the net (`warmstart`). `exclude`
+    (a doctor's issues.csv or a list of paths) leaves files out of training (`data.exclude`). State is
     backed up every epoch (BackupAndRestore): `resume=True` continues an interrupted run in `run_dir`; a NaN loss
     stops with a UserError and keeps the backup. `deterministic=True`: TensorFlow's op determinism (for the
     process; bit-identical runs per seed on one CPU). `strategy`: a tf.distribute strategy or its name
@@ -76,10 +81,10 @@ def train(data, recipe=recipes.DEFAULT, run_dir=None, seed: int = 0, *, data_opt
     """
     recipe = _recipe_as_run(recipe)
     plan = RunPlan(recipe, seed, resolve_validation(validation, recipe), _strategy(strategy), tuple(callbacks),
-                   _verbosity(verbose), init_from, weights)
+                   _verbosity(verbose), init_from, weights, exclusions=_read_exclusions(exclude))
     _check_options(plan, run_dir, resume=resume, tensorboard=tensorboard, deterministic=deterministic)
     plan = _with_warm_start(plan, data, data_options, trust_model)
-    dataset = _load(data, plan, data_options)
+    dataset, plan = _excluding(_load(data, plan, data_options), plan)
     registry.check_input_shape(recipe.model, dataset.image_shape)
     if plan.verbose:
         print(printable(_describe_start(dataset, plan)), flush=True)
@@ -96,6 +101,19 @@ def train(data, recipe=recipes.DEFAULT, run_dir=None, seed: int = 0, *, data_opt
     if report and plan.chief:
         result.report = outcome.write_report(result, dataset)
     return result if plan.chief else dataclasses.replace(result, run_dir=None)  # the chief wrote the run directory
+
+
+def fit(dataset: Dataset, recipe=recipes.DEFAULT, seed: int = 0, verbose: int = 0):
+    """The trained net (float32, returning what its family returns: logits or probabilities) of `recipe` on
+    `dataset`'s training images, without a run directory: nothing is scored, saved or validated (Keras' backup
+    lives in a scratch folder while it trains). What the doctor's cross-validation trains per fold."""
+    recipe = _recipe_as_run(recipe)
+    plan = RunPlan(recipe, seed, "none", _strategy("auto"), verbose=verbose)
+    _check_options(plan, None, resume=False, tensorboard=False, deterministic=False)
+    registry.check_input_shape(recipe.model, dataset.image_shape)
+    with tempfile.TemporaryDirectory(prefix="imagerec-fit-") as scratch:
+        net, _ = fitting.fit_net(scratch, dataset, plan)
+    return net
 
 
 def _with_tensorboard(plan: RunPlan, run_dir) -> RunPlan:
@@ -191,6 +209,26 @@ def _load(data, plan: RunPlan, data_options) -> Dataset:
     if hold_out_validation and data.y_val is None:
         return splits.hold_out(data, options.get("val_split", 0.2), options["seed"])
     return data
+
+
+def _read_exclusions(exclude):
+    return None if exclude is None else data_exclude.read_exclusions(exclude)
+
+
+def _excluding(dataset: Dataset, plan: RunPlan) -> tuple:
+    """(the dataset without the plan's excluded training files, the plan recording what they were)."""
+    if plan.exclusions is None:
+        return dataset, plan
+    dataset, excluded = data_exclude.apply(dataset, plan.exclusions)
+    if plan.verbose:
+        print(printable(f"imagerec: left out {excluded['count']} training file(s) listed in {excluded['file']} "
+                        f"({_counts_text(excluded['by_kind'])}); {excluded['kept_in_test']} listed test file(s) "
+                        f"kept in the test split"), flush=True)
+    return dataset, dataclasses.replace(plan, excluded=excluded)
+
+
+def _counts_text(counts: dict) -> str:
+    return ", ".join(f"{count} {kind}" for kind, count in counts.items()) or "none"
 
 
 def _enable_op_determinism() -> None:

@@ -155,3 +155,50 @@ def write_tree_of(root: Path, sizes, per_class: int = 3, test: bool = True) -> P
                 pixels = rng.integers(0, 256, (size[1], size[0], 3)).astype(np.uint8)
                 save_image(root / split / name / f"{index}.jpg", Image.fromarray(pixels))
     return root
+
+
+PLANTED_CLASSES = ("red", "green", "blue")
+PLANTED_COLOURS = np.array([[200, 50, 50], [50, 180, 60], [50, 70, 210]], np.float64)
+
+
+def distinct_image(label: int, rng: np.random.Generator, size=(32, 32)) -> np.ndarray:
+    """A uint8 image of class `label` (its colour) over a random smooth field of its own: easy to learn, and
+    no two alike (unlike `synthetic_image`'s periodic patterns, which look like copies of each other to a
+    perceptual hash), with pixel noise enough to be sharp by cleanvision's edge score."""
+    field = np.asarray(Image.fromarray(rng.integers(0, 256, (5, 5), dtype=np.uint8)).resize(
+        (size[1], size[0]), Image.Resampling.BICUBIC), np.float64) / 255 - 0.5
+    image = 0.55 * PLANTED_COLOURS[label] + 110 * field[..., None] + 50 + rng.normal(0, 14, (*size, 3))
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def write_planted_tree(root: Path, train_per_class: int = 40, test_per_class: int = 12, seed: int = 0) -> dict:
+    """An easy three-class tree (PNG files, 32x32) with one of each problem the doctor looks for planted in it;
+    returns {kind: [(path relative to root, duplicate_of or None)]}."""
+    rng = np.random.default_rng(seed)
+    pictures = {}
+    for split, count in (("train", train_per_class), ("test", test_per_class)):
+        for label, name in enumerate(PLANTED_CLASSES):
+            for index in range(count):
+                pictures[f"{split}/{name}/{index:03d}.png"] = distinct_image(label, rng)
+    planted = {"label": [], "exact_duplicate": [], "near_duplicate": [], "leak": []}
+    for index, (source, target) in enumerate((("red", "green"), ("green", "blue"), ("blue", "red"))):
+        pixels = pictures.pop(f"train/{source}/{index:03d}.png")  # a red image filed under green, ...
+        pictures[f"train/{target}/relabelled_{index}.png"] = pixels
+        planted["label"].append((f"train/{target}/relabelled_{index}.png", None))
+    pictures["train/green/copy_of_010.png"] = pictures["train/green/010.png"]
+    planted["exact_duplicate"].append(("train/green/copy_of_010.png", "train/green/010.png"))
+    pictures["train/blue/shifted_011.png"] = np.roll(pictures["train/blue/011.png"], 1, axis=1)
+    planted["near_duplicate"].append(("train/blue/shifted_011.png", "train/blue/011.png"))
+    pictures["test/red/from_train_012.png"] = pictures["train/red/012.png"]
+    planted["leak"].append(("test/red/from_train_012.png", "train/red/012.png"))
+    pictures["test/blue/recoloured_013.png"] = np.clip(pictures["train/blue/013.png"] * 1.1 + 8, 0, 255).astype(np.uint8)
+    planted["leak"].append(("test/blue/recoloured_013.png", "train/blue/013.png"))
+    pictures["train/red/blank.png"] = np.full((32, 32, 3), 140, np.uint8)
+    pictures["train/green/dark.png"] = (distinct_image(1, rng) * 0.15).astype(np.uint8)
+    for path, pixels in pictures.items():
+        save_image(root / path, Image.fromarray(pixels))
+    save_image(root / "train/blue/tiny.png", Image.fromarray(distinct_image(2, rng, (6, 6))))
+    (root / "train/red/corrupt.png").write_bytes(png_bytes(distinct_image(0, rng))[:60])
+    planted.update(blank=[("train/red/blank.png", None)], dark=[("train/green/dark.png", None)],
+                   odd_size=[("train/blue/tiny.png", None)], unreadable=[("train/red/corrupt.png", None)])
+    return planted

@@ -9,6 +9,7 @@ The Python API the CLI is built on, one call per command:
     imagerec.export_run("runs/try", "onnx", "exports/m.onnx")    # written, run by onnxruntime, checked
     imagerec.predict_paths("runs/try", ["photo.jpg"])            # top-k labels per file
     imagerec.serve_model("runs/try")                             # web page + TF Serving REST API on :8500
+    imagerec.doctor("cifar10-jpeg.tar.gz", "runs/checkup")       # label errors, copies, leaks, odd images
 
 and the pieces they are made of: `load_dataset`, `get_recipe`, `load_model` (a `Classifier`), `evaluate`,
 `predict_files`, `export_model`, `create_app`.
@@ -26,7 +27,7 @@ _EXPORTS = {
     "export_model": "imagerec.export.checked", "create_app": "imagerec.serve.app",
     "run_server": "imagerec.serve.server", "ServeLimits": "imagerec.serve.limits",
     "evaluate_model": "imagerec.workflows", "report_run": "imagerec.workflows", "export_run": "imagerec.workflows",
-    "predict_paths": "imagerec.workflows", "serve_model": "imagerec.workflows",
+    "predict_paths": "imagerec.workflows", "serve_model": "imagerec.workflows", "doctor": "imagerec.diagnosis.run",
 }
 __all__ = sorted(_EXPORTS)
 

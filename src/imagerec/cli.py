@@ -60,6 +60,8 @@ def _options():
             (("--check-images",), dict(type=int, default=256, help="test images compared (default 256)")),
             (("--version",), dict(type=int, help="savedmodel: the version folder (default: next free)")),
             *data, *as_json]),
+        "doctor": ("find label errors, duplicates and leaks, and broken or odd images in a data set",
+                   _doctor_options()),
         "serve": ("serve a model: web page, /predict and TF Serving's REST API", [
             *model, (("--host",), dict(default="127.0.0.1", help="address (default 127.0.0.1; 0.0.0.0: everyone)")),
             (("--port",), dict(type=int, default=8500, help="port (default 8500)")),
@@ -109,6 +111,8 @@ def _train_options() -> list:
                               ".weights.h5 file of it (default none)")),
         (("--model",), dict(help="the recipe's model (same as --set model=NAME); for the finetune recipe a Keras "
                             "Applications backbone: mobilenet_v3_small, efficientnet_v2_b0 or resnet50_v2")),
+        (("--exclude",), dict(metavar="FILE", help="leave these files out of training: a doctor's issues.csv (edit "
+                              "it to keep some) or a text file of paths relative to the data's root")),
         (("--init-from",), dict(metavar="RUN_DIR", help="start from an earlier run's weights (same model family): "
                                 "layers matched by name and shape, a new head for new classes")),
         (("--trust-model",), dict(action="store_true", help="--init-from: load a model no imagerec manifest "
@@ -120,6 +124,29 @@ def _train_options() -> list:
                                     "float32)")),
         (("--no-report",), dict(action="store_true", help="do not write RUN_DIR/report/")),
         (("--tensorboard",), dict(action="store_true", help="logs in RUN_DIR/tensorboard (the extra of that name)"))]
+
+
+def _doctor_options() -> list:
+    data_options = [option for option in _data_options() if option[0] != ("--data",)]
+    return [
+        (("data",), dict(help="what `train` takes: an image folder with train/<class>/ [and test/], an archive of "
+                         "one, CIFAR-10's python files or 'cifar10'")),
+        (("--out",), dict(help="where to write doctor.html, issues.csv, issues.json (default "
+                          "runs/doctor-<timestamp>)")),
+        (("--recipe",), dict(default="airbench_small", help="the recipe each fold trains (default airbench_small)")),
+        (("--epochs",), dict(type=int, help="the recipe's epochs (its schedule stretched to them)")),
+        (("--set",), dict(action="append", default=[], metavar="FIELD=VALUE", help="any setting of the recipe, "
+                          "e.g. --set batch_size=64 for a small data set (repeatable)")),
+        (("--folds",), dict(type=int, default=5, help="cross-validation folds over train/ (default 5)")),
+        (("--model",), dict(metavar="RUN_DIR", help="judge the test split with this model instead of training "
+                            "(train/'s labels are then not judged)")),
+        (("--trust-model",), dict(action="store_true", help="--model: load a model no imagerec manifest vouches "
+                                  "for (only from authors you trust)")),
+        (("--image-size",), dict(metavar="N|HxW", help="decode at this size (default as for train)")),
+        (("--no-views",), dict(action="store_true", help="predict without the recipe's test-time views (faster)")),
+        (("--backend",), dict(choices=backends.BACKENDS, help="Keras backend (default: $KERAS_BACKEND, else "
+                              f"{backends.DEFAULT})")),
+        *data_options]
 
 
 def _serve_limits() -> list:
@@ -174,7 +201,8 @@ def _train(arguments) -> int:
                          report=not arguments.no_report,
                          tensorboard=arguments.tensorboard, resume=arguments.resume, validation=arguments.validation,
                          init_from=arguments.init_from, trust_model=arguments.trust_model, weights=arguments.weights,
-                         deterministic=arguments.deterministic, strategy=arguments.strategy)
+                         deterministic=arguments.deterministic, strategy=arguments.strategy,
+                         exclude=arguments.exclude)
     metrics = result.metrics
     _say(f"imagerec: test accuracy {metrics['test_accuracy']:.4f} (balanced {metrics['test_balanced_accuracy']:.4f}), "
          f"loss {metrics['test_loss']:.4f}; trained in "
@@ -225,6 +253,24 @@ def _export(arguments) -> int:
     return 0
 
 
+def _doctor(arguments) -> int:
+    recipe = None
+    if arguments.model is None:
+        settings = recipes.parse_settings(arguments.recipe, arguments.set)
+        recipe = recipes.get_recipe(arguments.recipe, scaled_epochs=arguments.epochs, **settings)
+    if arguments.image_size is not None:
+        data.parse_image_size(arguments.image_size)  # a nonsense size fails before TensorFlow loads
+    if arguments.backend:
+        backends.use(arguments.backend)  # before Keras is imported
+    _import_tensorflow_quietly()
+    result = workflows.doctor_data(arguments.data, arguments.out, recipe=recipe, folds=arguments.folds,
+                                   model=arguments.model, seed=arguments.seed, trust_model=arguments.trust_model,
+                                   views=not arguments.no_views,
+                                   data_options={**_loading(arguments), "image_size": arguments.image_size})
+    _say(f"imagerec: doctor.html, issues.csv and issues.json in {result.out_dir}")
+    return 0
+
+
 def _serve(arguments) -> int:
     limits = ServeLimits(**{field.name: getattr(arguments, field.name) for field in dataclasses.fields(ServeLimits)})
     workflows.serve_model(arguments.model, arguments.host, arguments.port, arguments.name, limits,
@@ -233,7 +279,7 @@ def _serve(arguments) -> int:
 
 
 COMMANDS = {"train": _train, "recipes": lambda arguments: print(recipes.describe()) or 0, "evaluate": _evaluate,
-            "report": _report, "predict": _predict, "export": _export, "serve": _serve}
+            "report": _report, "predict": _predict, "export": _export, "doctor": _doctor, "serve": _serve}
 
 
 def main(argv=None) -> int:
@@ -241,7 +287,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TensorFlow's C++ start-up chatter
     backends.choose_installed()  # no TensorFlow here: Keras on JAX
     try:
-        if arguments.command not in ("train", "recipes"):  # train checks its options before TensorFlow loads
+        if arguments.command not in ("train", "recipes", "doctor"):  # these check options before TensorFlow loads
             _import_tensorflow_quietly()
         return COMMANDS[arguments.command](arguments)
     except UserError as error:

@@ -106,3 +106,14 @@ def serve_model(model, host: str = "127.0.0.1", port: int = 8500, name: str = "c
     print(printable(f"imagerec: serving {model} ({classifier.format}, {len(classifier.class_names)} classes) as "
                     f"'{name}' on http://{host}:{port}/"), flush=True)
     server.run_server(classifier, host, port, name, limits)
+
+
+def doctor_data(data_source, out_dir=None, *, recipe=None, folds: int = 5, model=None, seed: int = 0,
+                trust_model: bool = False, views: bool = True, data_options=None):
+    """`imagerec doctor`: `diagnosis.run.doctor` (its DoctorResult), with the default recipe when none is given
+    and the data options' None values left out."""
+    from imagerec.diagnosis import run
+
+    options = {key: value for key, value in (data_options or {}).items() if value is not None}
+    return run.doctor(data_source, out_dir, recipe=recipe or run.DEFAULT_RECIPE, folds=folds, model=model,
+                      seed=seed, data_options=options, trust_model=trust_model, views=views)

@@ -84,14 +84,19 @@ def main() -> None:
     copy_index, copy_cosine = duplicates.nearest_by_embedding(copy_embeddings, key_embeddings, same=False)
     negative_index, negative_cosine = duplicates.nearest_by_embedding(negative_embeddings, key_embeddings, same=False)
     right_embedding = keys[copy_index] == sources
-    loose_copy = np.bitwise_count(copy_hashes ^ key_hashes[copy_index]) <= duplicates.LOOSE_HASH_DISTANCE
-    loose_negative = np.bitwise_count(negative_hashes ^ key_hashes[negative_index]) <= duplicates.LOOSE_HASH_DISTANCE
-    results["embedding"], results["embedding_and_loose_phash"], results["either"] = {}, {}, {}
+    copy_bits = np.bitwise_count(copy_hashes ^ key_hashes[copy_index])  # pHash distance to the embedding's pick
+    negative_bits = np.bitwise_count(negative_hashes ^ key_hashes[negative_index])
+    loose_copy, loose_negative = (copy_bits <= duplicates.LOOSE_HASH_DISTANCE,
+                                  negative_bits <= duplicates.LOOSE_HASH_DISTANCE)
+    results["embedding"], results["embedding_and_phash"], results["either"] = {}, {}, {}
     for threshold in (0.9, 0.95, 0.97, 0.98, 0.99, 0.995):
         results["embedding"][threshold] = rates(right_embedding, copy_cosine >= threshold, transforms,
                                                 negative_cosine >= threshold)
-        both_copy, both_negative = (copy_cosine >= threshold) & loose_copy, (negative_cosine >= threshold) & loose_negative
-        results["embedding_and_loose_phash"][threshold] = rates(right_embedding, both_copy, transforms, both_negative)
+        for bits in (8, 10, 12, 14, 16):
+            both_copy = (copy_cosine >= threshold) & (copy_bits <= bits)
+            both_negative = (negative_cosine >= threshold) & (negative_bits <= bits)
+            results["embedding_and_phash"][f"cosine >= {threshold}, pHash <= {bits}"] = rates(
+                right_embedding, both_copy, transforms, both_negative)
     hash_hit = (copy_distance <= duplicates.MAX_HASH_DISTANCE) & right_hash
     embedding_hit = (copy_cosine >= duplicates.MIN_COSINE) & loose_copy & right_embedding
     results["either"]["doctor's thresholds"] = rates(hash_hit | embedding_hit, np.ones(len(sources), bool), transforms,

@@ -167,7 +167,7 @@ def distinct_image(label: int, rng: np.random.Generator, size=(32, 32)) -> np.nd
     perceptual hash), with pixel noise enough to be sharp by cleanvision's edge score."""
     field = np.asarray(Image.fromarray(rng.integers(0, 256, (5, 5), dtype=np.uint8)).resize(
         (size[1], size[0]), Image.Resampling.BICUBIC), np.float64) / 255 - 0.5
-    image = 0.55 * PLANTED_COLOURS[label] + 110 * field[..., None] + 50 + rng.normal(0, 14, (*size, 3))
+    image = 0.7 * PLANTED_COLOURS[label] + 70 * field[..., None] + 30 + rng.normal(0, 14, (*size, 3))
     return np.clip(image, 0, 255).astype(np.uint8)
 
 

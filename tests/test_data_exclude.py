@@ -69,6 +69,13 @@ def test_a_path_the_data_does_not_have_is_refused_before_anything_is_dropped(tmp
         exclude.apply(_dataset(), exclude.read_exclusions(listed))
 
 
+def test_a_doctor_s_unreadable_files_need_no_leaving_out(tmp_path):
+    listed = tmp_path / "issues.csv"
+    listed.write_text("path,split,kind\ntrain/cat/broken.png,train,unreadable\ntrain/cat/0.png,train,label\n")
+    kept, record = exclude.apply(_dataset(), exclude.read_exclusions(listed))
+    assert record["count"] == 1 and len(kept.y_train) == 5
+
+
 def test_leaving_out_every_image_of_a_class_is_refused(tmp_path):
     listed = tmp_path / "list.txt"
     listed.write_text("".join(f"train/cat/{i}.png\n" for i in (0, 2, 4)))

@@ -2,6 +2,7 @@
 within a split once per pair, and from test into train as leaks."""
 
 import numpy as np
+from PIL import Image
 
 from imagerec.diagnosis import duplicates
 from helpers import distinct_image
@@ -18,13 +19,25 @@ def test_planted_copies_are_found_and_distinct_images_are_not():
     train = np.stack([distinct_image(index % 3, rng) for index in range(60)])
     test = np.stack([distinct_image(index % 3, rng) for index in range(20)])
     train[50] = train[3]  # exact, within train
-    train[51] = np.roll(train[4], 1, axis=0)  # shifted by a pixel
+    train[51] = np.asarray(Image.fromarray(train[4]).resize((24, 24)).resize((32, 32)))  # resized down and up
+    train[52] = np.roll(train[5], 1, axis=0)  # shifted by a pixel: pHash alone misses it
     test[0] = train[10]  # a leak, exact
     test[1] = np.clip(train[11] * 1.1 + 5, 0, 255).astype(np.uint8)  # a leak, recoloured
-    found = {(finding.path, finding.kind, finding.duplicate_of)
-             for finding in duplicates.duplicate_findings({"train": _split("train", train), "test": _split("test", test)})}
-    assert found == {("train/50.png", "exact_duplicate", "train/3.png"), ("train/51.png", "near_duplicate", "train/4.png"),
-                     ("test/0.png", "leak", "train/10.png"), ("test/1.png", "leak", "train/11.png")}
+    expected = {("train/50.png", "exact_duplicate", "train/3.png"), ("train/51.png", "near_duplicate", "train/4.png"),
+                ("test/0.png", "leak", "train/10.png"), ("test/1.png", "leak", "train/11.png")}
+    splits = {"train": _split("train", train), "test": _split("test", test)}
+    assert _found(splits) == expected
+    # A model that places the shifted copy where its original is (and everything else apart) finds it too.
+    embeddings = {split: np.random.default_rng(2).normal(size=(len(images), 16)) for split, images in
+                  (("train", train), ("test", test))}
+    embeddings["train"][52] = embeddings["train"][5]
+    for split in splits:
+        splits[split]["embeddings"] = embeddings[split]
+    assert _found(splits) == expected | {("train/52.png", "near_duplicate", "train/5.png")}
+
+
+def _found(splits):
+    return {(finding.path, finding.kind, finding.duplicate_of) for finding in duplicates.duplicate_findings(splits)}
 
 
 def test_embedding_neighbours_count_only_where_the_hash_agrees_loosely():
@@ -39,4 +52,7 @@ def test_hash_search_finds_the_nearest_other_row():
     index, distance = duplicates.nearest_by_hash(keys, keys, same=True)
     assert index.tolist() == [3, 2, 1, 0] and distance.tolist() == [1, 1, 1, 1]
     index, cosine = duplicates.nearest_by_embedding(np.eye(3), np.asarray([[0, 1, 0], [1, 0.1, 0]]), same=False)
-    assert index.tolist() == [1, 0, 0] and np.isclose(cosine[0], 1 / np.sqrt(1.01))
+    assert index[:, 0].tolist() == [1, 0, 0] and np.isclose(cosine[0, 0], 1 / np.sqrt(1.01))
+    points = np.asarray([[1, 0], [0, 1], [1, 0.5]])
+    index, cosine = duplicates.nearest_by_embedding(points, points, same=True, count=2)
+    assert index.tolist() == [[2, 1], [2, 0], [0, 1]] and np.isclose(cosine[2, 0], 1 / np.sqrt(1.25))

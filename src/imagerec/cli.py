@@ -187,13 +187,7 @@ def _train(arguments) -> int:
                                                          ("class_weight", arguments.class_weight),
                                                          ("model", arguments.model))
                   if value is not None]
-    settings = recipes.parse_settings(arguments.recipe, arguments.set + shorthands)
-    recipe = recipes.get_recipe(arguments.recipe, scaled_epochs=arguments.epochs, **settings)
-    if arguments.image_size is not None:
-        data.parse_image_size(arguments.image_size)  # a nonsense size fails before TensorFlow loads
-    if arguments.backend:
-        backends.use(arguments.backend)  # before Keras is imported
-    _import_tensorflow_quietly()
+    recipe = _recipe_then_keras(arguments, shorthands)
     from imagerec.training import run
 
     result = run.train(data.DEFAULT_SOURCE if arguments.data is None else arguments.data, recipe, arguments.out, arguments.seed,
@@ -253,16 +247,23 @@ def _export(arguments) -> int:
     return 0
 
 
-def _doctor(arguments) -> int:
+def _recipe_then_keras(arguments, shorthands=(), needed: bool = True):
+    """The recipe the options name (None when not `needed`) and a checked image size, both before TensorFlow
+    loads (a nonsense option fails fast); then the backend chosen and TensorFlow imported quietly."""
     recipe = None
-    if arguments.model is None:
-        settings = recipes.parse_settings(arguments.recipe, arguments.set)
+    if needed:
+        settings = recipes.parse_settings(arguments.recipe, arguments.set + list(shorthands))
         recipe = recipes.get_recipe(arguments.recipe, scaled_epochs=arguments.epochs, **settings)
     if arguments.image_size is not None:
-        data.parse_image_size(arguments.image_size)  # a nonsense size fails before TensorFlow loads
+        data.parse_image_size(arguments.image_size)
     if arguments.backend:
         backends.use(arguments.backend)  # before Keras is imported
     _import_tensorflow_quietly()
+    return recipe
+
+
+def _doctor(arguments) -> int:
+    recipe = _recipe_then_keras(arguments, needed=arguments.model is None)
     result = workflows.doctor_data(arguments.data, arguments.out, recipe=recipe, folds=arguments.folds,
                                    model=arguments.model, seed=arguments.seed, trust_model=arguments.trust_model,
                                    views=not arguments.no_views,

@@ -80,7 +80,8 @@ def apply(dataset, exclusions: Exclusions):
     names = {split: dataset.row_names(split) for split in ("train", "test", "validation")
              if dataset.split_arrays(split)[1] is not None}
     split_of = {name: split for split, split_names in names.items() for name in split_names}
-    unknown = [name for name in exclusions.reasons if name not in split_of]
+    # A doctor's "unreadable" rows name files decoding skipped already: nothing to leave out, and no mistake.
+    unknown = [name for name, kind in exclusions.reasons.items() if name not in split_of and kind != "unreadable"]
     if unknown:
         raise UserError(printable(f"`exclude` file {exclusions.file} lists {len(unknown)} path(s) not in "
                                   f"{dataset.source} (paths are relative to its root, e.g. "
@@ -93,7 +94,7 @@ def apply(dataset, exclusions: Exclusions):
         left_out += [(name, split, exclusions.reasons[name]) for name in np.asarray(names[split], object)[drop]]
         changes.update(_without_rows(dataset, split, ~drop, changes["paths"]))
     _check_classes_left(dataset, changes.get("y_train", dataset.y_train))
-    record = _record(exclusions, left_out, kept_in_test=sum(split_of[name] == "test" for name in exclusions.reasons))
+    record = _record(exclusions, left_out, kept_in_test=sum(split_of.get(name) == "test" for name in exclusions.reasons))
     return dataclasses.replace(dataset, **changes), record
 
 

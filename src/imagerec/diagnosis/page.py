@@ -32,7 +32,7 @@ def render(summary: dict, findings: list, pixels_of) -> str:
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>imagerec doctor</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:80em}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #999;padding:.2em .6em;text-align:right}}th:first-child,td:first-child{{text-align:left}}
+td,th{{border:1px solid #999;padding:.2em .6em;text-align:right}}th:first-child,td:first-child,td:last-child{{text-align:left}}
 figure{{display:inline-block;margin:.4em;vertical-align:top;width:14em;font-size:.8em}}
 img{{width:{THUMBNAIL_SIDE}px;height:{THUMBNAIL_SIDE}px;object-fit:contain;image-rendering:pixelated;
 background:#ddd}}.pair img{{width:{THUMBNAIL_SIDE * 2 // 3}px;height:{THUMBNAIL_SIDE * 2 // 3}px}}

@@ -182,7 +182,7 @@ def _issues(item: dict, colour_set: bool, low: float, high: float):
         yield "dark", 1 - item["dark"] / DARK, f"99th percentile brightness {item['dark']:.3f}"
     if not blank and item["light"] < LIGHT:
         yield "light", 1 - item["light"] / LIGHT, f"5th percentile brightness {1 - item['light']:.3f}"
-    if colour_set and item["grayscale"]:
+    if colour_set and item["grayscale"] and not blank:
         yield "grayscale", 1.0, "no colour"
     if not low <= item["side"] <= high:
         distance = (low - item["side"]) if item["side"] < low else (item["side"] - high)

@@ -39,11 +39,16 @@ class OutOfSample:
         return float(np.mean(self.train.argmax(1) == self.labels))
 
 
-def check_folds(folds, labels: np.ndarray, class_names) -> None:
-    """UserError unless `folds` is a whole number from 2 to the smallest class's count of training images."""
+def check_fold_count(folds) -> None:
+    """UserError unless `folds` is a whole number of 2 or more (checked before any data is read)."""
     if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 2:
         raise UserError(f"`folds` must be a whole number of 2 or more (each image is judged by a model trained "
                         f"on the other folds), got {folds!r}")
+
+
+def check_folds(folds, labels: np.ndarray, class_names) -> None:
+    """UserError unless `folds` is a whole number from 2 to the smallest class's count of training images."""
+    check_fold_count(folds)
     counts = np.bincount(labels, minlength=len(class_names))
     smallest = int(counts.argmin())
     if folds > counts[smallest]:

@@ -52,6 +52,8 @@ def doctor(data, out_dir=None, *, recipe=DEFAULT_RECIPE, folds: int = DEFAULT_FO
     Every option is checked before anything is written (UserError)."""
     started = time.perf_counter()
     out_dir = _checked_out_dir(out_dir)
+    if model is None:
+        crossval.check_fold_count(folds)
     recipe = _checked_recipe(recipe) if model is None else None
     classifier = None if model is None else _load_model(model, trust_model)
     dataset = _load(data, classifier, data_options)

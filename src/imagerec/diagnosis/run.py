@@ -147,11 +147,9 @@ def _described(dataset, split: str, judged: Judged) -> dict:
 
 def _quality(dataset) -> list:
     """Image issues of every file of the data (its own files when it has them, with the unreadable ones)."""
-    rows = [(name, split) for split in ("train", "validation", "test")
-            if dataset.split_arrays(split)[1] is not None for name in dataset.row_names(split)]
-    if dataset.paths is None or dataset.root is None:
-        statistics = quality.array_statistics(np.concatenate([dataset.x_train, dataset.x_test]))
-        rows = [(name, split) for split in ("train", "test") for name in dataset.row_names(split)]
+    rows = [(name, split) for split in ("train", "test") for name in dataset.row_names(split)]
+    if dataset.paths is None or dataset.root is None:  # CIFAR-10's arrays: no files to read
+        statistics = quality.array_statistics([*dataset.x_train, *dataset.x_test])
     else:
         rows += _unreadable_rows(dataset, {name for name, _ in rows})
         statistics = quality.file_statistics([Path(dataset.root) / name for name, _ in rows])

@@ -19,6 +19,12 @@ from imagerec.evaluation import predict
 from imagerec.serve.limits import ServeLimits
 from imagerec.training import distribute, recipes
 
+# The corruptions' names, for --help: written out here because data.corruptions imports SciPy, which --help must
+# not wait for (tests/test_cli.py checks the two lists agree).
+CORRUPTION_NAMES = ("gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur",
+                    "zoom_blur", "snow", "fog", "brightness", "contrast", "elastic_transform", "pixelate",
+                    "jpeg_compression", "gif_web", "gif_adaptive", "jpeg_low", "downscale", "grayscale")
+
 # Library argument names whose flag is not --name-with-dashes, and the arguments that are positional.
 LIBRARY_NAMES = {"run_dir": "out", "out_dir": "out", "data_source": "data", "max_extract_bytes": "max_extract_gb",
                  "format_name": "format", "report_dir": "report"}
@@ -39,18 +45,31 @@ def _say(text: str, **options) -> None:
 def _options():
     """{command: (help, [(flags, argparse options)])}; choices and defaults come from the library's constants."""
     model, data = _model_options(), _data_options()
+    robustness = [(("--severities",), dict(default="1-5", help="corruption severities: 1-5, 3 or 1,3,5 (default 1-5)")),
+                  (("--corruption-images",), dict(type=int, default=1000, help="test images corrupted, the same "
+                                                  "share of each class (default 1000; 0: all)"))]
     as_json = [(("--json",), dict(action="store_true", help="print JSON instead of text"))]
     return {
         "train": ("train a recipe into a run directory: model files, metrics, report", [*_train_options(), *_data_options("cifar10")]),
         "recipes": ("list the recipes and every setting --set can change", []),
-        "evaluate": ("test accuracy and loss of a saved model", [*model, *data, *as_json, (
-            ("--report",), dict(metavar="DIR", help="also write report.html and its figures there"))]),
+        "evaluate": ("test accuracy and loss of a saved model; with --corruptions, its robustness", [
+            *model, *data, *as_json, (
+                ("--report",), dict(metavar="DIR", help="also write report.html and its figures there")),
+            (("--corruptions",), dict(metavar="all|cifar10c|user|NAME,...", help="also the accuracy on corrupted "
+                                      "copies of the test images (CIFAR-10-C's, with its parameters, and what users "
+                                      f"meet): {', '.join(CORRUPTION_NAMES)}")), *robustness]),
         "report": ("write report.html, its figures and report.json for a finished run", [
             (("run_dir",), dict(help="a run directory written by `imagerec train`")), *model[1:], *data,
-            (("--out",), dict(help="where to write the report (default RUN_DIR/report)"))]),
+            (("--out",), dict(help="where to write the report (default RUN_DIR/report)")),
+            (("--robustness",), dict(action="store_true", help="add a robustness section: accuracy under every "
+                                     "corruption (see evaluate --corruptions)")),
+            (("--corruptions",), dict(default="all", metavar="all|cifar10c|user|NAME,...", help="with --robustness "
+                                      "(default all)")), *robustness]),
         "predict": ("top-k labels for image files or folders", [
             *model, (("paths",), dict(nargs="+", help="image files or folders (searched recursively)")),
-            (("--top-k",), dict(type=int, default=5, help="labels per image (default 5)")), *as_json]),
+            (("--top-k",), dict(type=int, default=5, help="labels per image (default 5)")),
+            (("--explain",), dict(metavar="DIR", help="also write where the model looked (Grad-CAM) for each image "
+                                  "there: an overlay PNG and the heatmap as .npy")), *as_json]),
         "export": ("write a model in a format, run it in that format's runtime and compare with Keras", [
             *model, (("--format",), dict(required=True, choices=export.FORMATS, help="tflite/onnx: the export extra")),
             (("--out",), dict(help="file (default exports/model.<format>); savedmodel: a folder for OUT/<version>/")),
@@ -207,16 +226,39 @@ def _train(arguments) -> int:
 
 def _evaluate(arguments) -> int:
     result = workflows.evaluate_model(arguments.model, arguments.data, report_dir=arguments.report,
-                                      trust_model=arguments.trust_model, data_options=_loading(arguments))
-    print(json.dumps(result, indent=2)) if arguments.json else _say(
-        f"{arguments.model} ({result['format']}): test accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f} "
+                                      trust_model=arguments.trust_model, data_options=_loading(arguments),
+                                      corruptions=arguments.corruptions, severities=arguments.severities,
+                                      corruption_images=arguments.corruption_images)
+    if arguments.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    _say(f"{arguments.model} ({result['format']}): test accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f} "
          f"on {result['count']} images of {result['data']}")
+    if "robustness" in result:
+        _say(_robustness_table(result["robustness"]))
     return 0
+
+
+def _robustness_table(robustness: dict) -> str:
+    """The robustness numbers as text: a row per corruption (accuracy % per severity, mean), then the summary."""
+    from imagerec.evaluation import robustness as robustness_numbers
+
+    severities = [str(severity) for severity in robustness["severities"]]
+    lines = [f"{'corruption':<18}" + "".join(f"{severity:>7}" for severity in severities) + f"{'mean':>8}"]
+    for name, row in robustness["corruptions"].items():
+        lines.append(f"{name + ('' if row['cifar_c'] else ' *'):<18}" + "".join(
+            f"{100 * row['accuracy'][severity]:7.1f}" if severity in row["accuracy"] else f"{'-':>7}"
+            for severity in severities) + f"{100 * row['mean']:8.1f}")
+    left_out = "; ".join(f"{name}: {why}" for name, why in robustness["left_out"].items())
+    return "\n".join(lines + [f"* not CIFAR-10-C's (not in its mean). Left out: {left_out}",
+                               "robustness: " + robustness_numbers.summary_line(robustness)])
 
 
 def _report(arguments) -> int:
     numbers = workflows.report_run(arguments.run_dir, arguments.data, out_dir=arguments.out,
-                                   trust_model=arguments.trust_model, data_options=_loading(arguments))
+                                   trust_model=arguments.trust_model, data_options=_loading(arguments),
+                                   robustness=arguments.robustness, corruptions=arguments.corruptions,
+                                   severities=arguments.severities, corruption_images=arguments.corruption_images)
     _say(f"imagerec: report in {numbers['path']}: top-1 {100 * numbers['top1_accuracy']:.2f}% (balanced "
          f"{100 * numbers['balanced_accuracy']:.2f}%), top-3 "
          f"{100 * numbers['top3_accuracy']:.2f}%, ECE {100 * numbers['calibration']['expected_calibration_error']:.2f}%"
@@ -226,7 +268,7 @@ def _report(arguments) -> int:
 
 def _predict(arguments) -> int:
     predictions, errors = workflows.predict_paths(arguments.model, arguments.paths, arguments.top_k,
-                                                  arguments.trust_model)
+                                                  arguments.trust_model, explain_dir=arguments.explain)
     print(json.dumps({"predictions": predictions, "errors": errors}, indent=2) if arguments.json
           else predict.table(predictions))  # JSON escapes control characters itself, and so does the table
     for error in errors:

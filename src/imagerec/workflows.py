@@ -8,6 +8,7 @@ floor it needs when it runs (only `serve_model` imports the server packages).
 
 import os
 import sys
+from pathlib import Path
 
 from imagerec.artefacts import layout, loading, rundir
 from imagerec.data import load as data_load
@@ -31,35 +32,69 @@ def load_model_and_data(model, data_source=None, trust_model: bool = False, data
     return classifier, dataset
 
 
-def evaluate_model(model, data_source=None, *, report_dir=None, trust_model: bool = False,
-                   data_options=None) -> dict:
+def evaluate_model(model, data_source=None, *, report_dir=None, trust_model: bool = False, data_options=None,
+                   corruptions=None, severities="1-5", corruption_images: int = 1000) -> dict:
     """Test accuracy, loss, count and per-class accuracy of `model` on the test split of `data_source`, with
-    the model's path and format and the data's source; `report_dir` also writes a report there."""
+    the model's path and format and the data's source; `report_dir` also writes a report there. `corruptions`
+    ("all", "cifar10c", "user" or names, `data.corruptions`) adds accuracy on corrupted copies of
+    `corruption_images` test images (0: all) at `severities`, under "robustness"."""
+    wanted = _robustness_request(corruptions, severities, corruption_images)  # a nonsense option fails first
     classifier, dataset = load_model_and_data(model, data_source, trust_model, data_options)
     probabilities = classifier.predict_proba(dataset.x_test)
     result = {**evaluate.score(probabilities, dataset.y_test, classifier.class_names),
               "model": str(model), "format": classifier.format, "data": dataset.source}
+    robustness = _robustness(classifier, dataset, wanted, (data_options or {}).get("seed", 0))
+    if robustness is not None:
+        result["robustness"] = robustness
     if report_dir is not None:
         from imagerec.evaluation import report
 
         report.write_report(report_dir, classifier, dataset.x_test, dataset.y_test, dataset=dataset,
-                            probabilities=probabilities)
+                            probabilities=probabilities, robustness=robustness)
         result["report"] = os.path.join(report_dir, report.REPORT_HTML)
     return result
 
 
-def report_run(run_dir, data_source=None, *, out_dir=None, trust_model: bool = False, data_options=None) -> dict:
+def report_run(run_dir, data_source=None, *, out_dir=None, trust_model: bool = False, data_options=None,
+               robustness: bool = False, corruptions="all", severities="1-5", corruption_images: int = 1000) -> dict:
     """Write the report of a finished run (default into its report/ folder), on the test split of the data it
     was trained on (or `data_source`), with its training curves and settings; returns the report's numbers
-    and, under "path", its report.html."""
+    and, under "path", its report.html. `robustness`: with a robustness section (`evaluate_model`'s
+    `corruptions`, `severities` and `corruption_images`)."""
     from imagerec.evaluation import report
 
+    wanted = _robustness_request(corruptions if robustness else None, severities, corruption_images)
     run_dir = rundir.check_finished(run_dir)
     classifier, dataset = load_model_and_data(run_dir, data_source, trust_model, data_options)
     out_dir = out_dir or layout.report_dir(run_dir)
     numbers = report.write_report(out_dir, classifier, dataset.x_test, dataset.y_test, dataset=dataset,
-                                  history=rundir.read_history(run_dir), run=rundir.read_metrics(run_dir))
+                                  history=rundir.read_history(run_dir), run=rundir.read_metrics(run_dir),
+                                  robustness=_robustness(classifier, dataset, wanted,
+                                                         (data_options or {}).get("seed", 0)))
     return {**numbers, "path": os.path.join(out_dir, report.REPORT_HTML)}
+
+
+def _robustness_request(corruptions, severities, corruption_images):
+    """(names, severities, images) checked, or None when no corruption is asked for."""
+    if corruptions is None:
+        return None
+    from imagerec.data import corruptions as corruption_table
+
+    if isinstance(corruption_images, bool) or not isinstance(corruption_images, int) or corruption_images < 0:
+        raise UserError(f"`corruption_images` must be 0 (all) or more, got {corruption_images!r}")
+    return (corruption_table.parse_names(corruptions), corruption_table.parse_severities(severities),
+            corruption_images)
+
+
+def _robustness(classifier, dataset, wanted, seed: int):
+    if wanted is None:
+        return None
+    from imagerec.evaluation import robustness
+
+    names, severities, count = wanted
+    rows = robustness.pick_images(dataset.y_test, count, seed)
+    return robustness.corruption_accuracy(classifier, dataset.x_test[rows], dataset.y_test[rows], names, severities,
+                                          seed=seed)
 
 
 def export_run(model, format_name: str, out=None, data_source=None, *, quantize=None, check_images: int = 256,
@@ -80,14 +115,17 @@ def export_run(model, format_name: str, out=None, data_source=None, *, quantize=
                                seed=(data_options or {}).get("seed", 0))
 
 
-def predict_paths(model, paths, top_k: int = 5, trust_model: bool = False):
-    """(predictions, errors) of `predict.predict_files` for image files and folders under `paths`; the paths
-    are checked before the model is loaded."""
+def predict_paths(model, paths, top_k: int = 5, trust_model: bool = False, explain_dir=None):
+    """(predictions, errors) of `predict.predict_files` for image files and folders under `paths` (with
+    `explain_dir`, a Grad-CAM picture and heatmap of each there); the paths are checked before the model is
+    loaded."""
     if not layout.resolve_model(model).exists():
         raise UserError(f"model path does not exist: {layout.resolve_model(model)}")
+    if explain_dir is not None and Path(explain_dir).exists() and not Path(explain_dir).is_dir():
+        raise UserError(f"`explain` must be a folder, and {explain_dir} is a file")
     files = predict.find_image_files(paths)  # a wrong path fails before the model's seconds of loading
     classifier = loading.load_model(model, trust_model=trust_model)
-    return predict.predict_files(classifier, files, top_k=top_k)  # a list of files: not walked again
+    return predict.predict_files(classifier, files, top_k=top_k, explain_dir=explain_dir)  # not walked again
 
 
 def serve_model(model, host: str = "127.0.0.1", port: int = 8500, name: str = "cifar10", limits=None,

@@ -196,7 +196,8 @@ def _load_weights(source: Path, path: Path, info) -> Classifier:
     from imagerec.models import inference, registry  # Keras, only for weights-only files
 
     net = registry.build_model(info.architecture, len(info.class_names), info.input_shape)
-    model = inference.inference_model(net, test_time_augmentation=info.test_time_augmentation)
+    model = inference.inference_model(net, test_time_augmentation=info.test_time_augmentation,
+                                      temperature=info.temperature)
     try:
         model.load_weights(source)
     except Exception as error:  # noqa: BLE001

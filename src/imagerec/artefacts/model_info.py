@@ -3,6 +3,7 @@ directories and exports, and the checks that keep a crafted one from asking for 
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 from imagerec import fileio
@@ -23,11 +24,12 @@ class ModelInfo:
     architecture: str | None = None  # the registered model name, to rebuild weights-only files; None: unknown
     test_time_augmentation: bool = False  # the architecture wrapped in test-time views
     exported_from: str | None = None  # the model an export was written from
+    temperature: float | None = None  # the calibration temperature inside the model (None: uncalibrated)
 
     def as_json(self) -> dict:
         return {"model": self.architecture, "test_time_augmentation": self.test_time_augmentation,
                 "input_shape": list(self.input_shape), "class_names": list(self.class_names),
-                "exported_from": self.exported_from}
+                "exported_from": self.exported_from, "temperature": self.temperature}
 
     @classmethod
     def from_json(cls, content: dict):
@@ -36,8 +38,12 @@ class ModelInfo:
         try:
             info = cls(tuple(str(name) for name in content["class_names"]), tuple(content["input_shape"]),
                        content.get("model"), bool(content.get("test_time_augmentation", False)),
-                       content.get("exported_from"))
+                       content.get("exported_from"), content.get("temperature"))
         except (KeyError, TypeError, AttributeError):
+            return None
+        temperature = info.temperature
+        if temperature is not None and not (isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
+                                            and math.isfinite(temperature) and temperature > 0):
             return None
         shape_ok = len(info.input_shape) == 3 and info.input_shape[2] == 3 and all(
             isinstance(side, int) and not isinstance(side, bool) and 1 <= side <= MAX_INPUT_SIDE

@@ -59,6 +59,9 @@ def check_finished(run_dir) -> Path:
 
 # ---------------------------------------------------------------- settings and resume state
 
+ADDED_SETTINGS = {"calibration_images": 1000}  # recipe fields newer than some run.json files, and their defaults
+
+
 def record_settings(run_dir, settings: dict, resume: bool) -> None:
     """Write run.json when a run starts; a resumed run must bring the same settings (UserError naming the
     ones that differ, or saying that run.json is damaged)."""
@@ -70,6 +73,10 @@ def record_settings(run_dir, settings: dict, resume: bool) -> None:
     if saved is None or not isinstance(saved.get("recipe", {}), dict):
         raise UserError(f"cannot resume: {path} is damaged (not the settings imagerec wrote); start the run again "
                         f"in a new `run_dir`")
+    # A setting added to imagerec since the run started is not in its run.json: at its default it is the same run.
+    for key, value in ADDED_SETTINGS.items():
+        if key not in saved["recipe"] and given["recipe"].get(key) == value:
+            given["recipe"].pop(key)
     if saved != given:
         changed = sorted(key for key in {**saved.get("recipe", {}), **given["recipe"]}
                          if saved.get("recipe", {}).get(key) != given["recipe"].get(key))

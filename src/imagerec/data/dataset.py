@@ -56,6 +56,15 @@ class Dataset:
             return list(self.paths[split])
         return [f"{split}#{index}" for index in range(count)]
 
+    def with_train_rows(self, rows) -> "Dataset":
+        """This dataset with only `rows` of its training split (in memory; its files' paths follow)."""
+        rows = np.asarray(rows)
+        paths = self.paths
+        if paths is not None and "train" in paths:
+            paths = {**paths, "train": tuple(np.asarray(paths["train"], object)[rows])}
+        return dataclasses.replace(self, x_train=self.x_train[rows], y_train=np.asarray(self.y_train)[rows],
+                                   paths=paths)
+
     def summary(self) -> dict:
         """What a run records about its data (JSON-ready)."""
         return {

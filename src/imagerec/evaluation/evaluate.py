@@ -74,7 +74,7 @@ def classification_numbers(probabilities: np.ndarray, labels: np.ndarray, class_
         "confusion_matrix": metrics.confusion_matrix(labels, predicted, labels=classes).tolist(),
         "per_class": per_class,
         "averages": averages,
-        "calibration": _calibration(confidence, predicted == labels),
+        "calibration": calibration_table(confidence, predicted == labels),
         "most_confident_mistakes": [{"index": int(i), "true": class_names[labels[i]],
                                      "predicted": class_names[predicted[i]], "confidence": float(confidence[i])}
                                     for i in wrong[np.argsort(-confidence[wrong], kind="stable")][:mistakes]],
@@ -91,7 +91,7 @@ def _top_k_accuracy(probabilities: np.ndarray, labels: np.ndarray, k: int) -> fl
     return float(metrics.top_k_accuracy_score(labels, probabilities, k=k, labels=list(range(classes))))
 
 
-def _calibration(confidence: np.ndarray, correct: np.ndarray) -> dict:
+def calibration_table(confidence: np.ndarray, correct: np.ndarray) -> dict:
     """Reliability table over equal-width confidence bins and the expected calibration error (ECE): the
     count-weighted mean |accuracy - confidence| of the bins. Written here: scikit-learn's calibration_curve
     covers binary classifiers only."""
@@ -108,3 +108,12 @@ def _calibration(confidence: np.ndarray, correct: np.ndarray) -> dict:
         bins.append({"low": float(edges[index]), "high": float(edges[index + 1]), "count": count,
                      "accuracy": accuracy, "confidence": mean_confidence})
     return {"expected_calibration_error": float(error), "bins": bins}
+
+
+def apply_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    """softmax(log p / T) in NumPy: what a model's Temperature layer does to its probabilities (T = 1/T' undoes
+    a temperature T', for the figure of before and after)."""
+    scores = np.log(np.maximum(np.asarray(probabilities, np.float64), 1e-30)) / temperature
+    scores -= scores.max(axis=1, keepdims=True)
+    exp = np.exp(scores)
+    return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)

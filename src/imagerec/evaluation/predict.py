@@ -25,14 +25,21 @@ def find_image_files(paths) -> list:
     return files
 
 
-def predict_files(classifier, paths, top_k: int = 5):
+def predict_files(classifier, paths, top_k: int = 5, explain_dir=None):
     """Top-k labels for each image file under `paths`.
 
     Returns (predictions, errors): predictions is a list of {"path", "top": [{"label", "probability"}]},
     errors a list of {"path", "error"} for files that could not be decoded; one bad file never stops the rest.
+    `explain_dir`: also a Grad-CAM overlay PNG and heatmap .npy per image there, of its most probable class
+    (each prediction then names them under "explanation" and "heatmap").
     """
     if top_k < 1:
         raise UserError(f"`top_k` must be at least 1, got {top_k}")
+    gradcam = None
+    if explain_dir is not None:
+        from imagerec.evaluation import explain
+
+        gradcam = explain.explainer(classifier)  # a model with no Keras graph fails before any decoding
     images, decoded_paths, errors = [], [], []
     for file in find_image_files(paths):
         try:
@@ -42,9 +49,14 @@ def predict_files(classifier, paths, top_k: int = 5):
             errors.append({"path": str(file), "error": str(error)})
     if not images:
         return [], errors
-    probabilities = classifier.predict_proba(np.stack(images))
-    return [{"path": str(path), "top": top_k_labels(row, classifier.class_names, top_k)}
-            for path, row in zip(decoded_paths, probabilities)], errors
+    images = np.stack(images)
+    probabilities = classifier.predict_proba(images)
+    predictions = [{"path": str(path), "top": top_k_labels(row, classifier.class_names, top_k)}
+                   for path, row in zip(decoded_paths, probabilities)]
+    if gradcam is not None:
+        maps = explain.heatmaps(gradcam, images, probabilities.argmax(axis=1))
+        predictions = explain.write_explanations(explain_dir, predictions, images, maps)
+    return predictions, errors
 
 
 def top_k_labels(probabilities: np.ndarray, class_names, top_k: int) -> list:

@@ -7,6 +7,7 @@ image.
 """
 
 import base64
+import dataclasses
 import html
 import json
 import warnings
@@ -28,43 +29,105 @@ COLOUR_MAP = "viridis"  # perceptually uniform and monotonic in lightness: reads
 
 
 def write_report(out_dir, classifier, images: np.ndarray, labels: np.ndarray, *, dataset=None, history=None,
-                 run=None, probabilities=None) -> dict:
+                 run=None, probabilities=None, robustness=None, explain: bool = True) -> dict:
     """Evaluate `classifier` on uint8 `images`/`labels` and write report.json, the figures and report.html
     into `out_dir` (created if needed). `dataset` (a data.Dataset) adds the data overview: class counts per
     split, skipped files, samples; `history` (per-epoch records) adds the training curves; `run` (a run's
     metrics) adds its settings. `probabilities`, when the caller already has them for `images`, saves running
-    the model again. Returns the report's numbers (what report.json holds)."""
+    the model again. `robustness` (`evaluation.robustness.corruption_accuracy`'s numbers) adds its section;
+    `explain`: the mistakes shown beside their Grad-CAM heatmaps when the model has a Keras graph. A model with
+    a calibration temperature gets its reliability before and after. Returns the report's numbers (what
+    report.json holds)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if probabilities is None:
         probabilities = classifier.predict_proba(images)
     numbers = evaluate.classification_numbers(probabilities, labels, classifier.class_names)
+    temperature = _temperature(classifier, run)
+    if temperature is not None:
+        before = evaluate.apply_temperature(probabilities, 1 / temperature)
+        numbers["calibration"]["temperature"] = temperature
+        numbers["calibration_before"] = evaluate.calibration_table(before.max(axis=1),
+                                                                   before.argmax(axis=1) == np.asarray(labels))
+    heatmaps = _mistake_heatmaps(classifier, images, numbers["most_confident_mistakes"]) if explain else None
     # Figures get the names escaped (`printable`): matplotlib has no glyph for a control character and says so on
     # stderr, raw, once per character.
-    figures = _figures(numbers, [printable(name) for name in classifier.class_names], images, dataset, history)
-    for name, draw in figures.items():
-        draw(out_dir / name)
+    figures = _figures(numbers, [printable(name) for name in classifier.class_names], images, dataset, history,
+                       robustness, heatmaps)
+    for figure in figures:
+        figure.draw(out_dir / figure.name)
     report = {"model": classifier.path, "format": classifier.format, "run": _run_facts(run or {}),
-              "data": data_overview(dataset) if dataset is not None else None, **numbers}
+              "data": data_overview(dataset) if dataset is not None else None, **numbers,
+              **({"robustness": robustness} if robustness is not None else {})}
     fileio.write_json(out_dir / REPORT_JSON, report)
-    fileio.write_text(out_dir / REPORT_HTML, render_html(report, classifier.class_names,
-                                                         [out_dir / name for name in figures]))
+    fileio.write_text(out_dir / REPORT_HTML, render_html(report, classifier.class_names, figures, out_dir))
     return report
 
 
-def _figures(numbers: dict, class_names, images, dataset, history) -> dict:
-    """{file name: draw(path)} of every figure the report has."""
-    figures = {
-        "confusion_counts.png": lambda path: plot_confusion(numbers, class_names, path, normalise=False),
-        "confusion_normalised.png": lambda path: plot_confusion(numbers, class_names, path, normalise=True),
-        "reliability.png": lambda path: plot_reliability(numbers["calibration"], path),
-        "mistakes.png": lambda path: plot_mistakes(numbers["most_confident_mistakes"], images, path),
-    }
+@dataclasses.dataclass(frozen=True)
+class Figure:
+    name: str  # its PNG's file name in the report folder
+    section: str  # the page's section it appears in (SECTIONS)
+    caption: str  # what it shows, in words
+    draw: object  # draw(path)
+    wide: bool = False  # the page's full width (grids of images, tables); else two to a row
+
+
+# The page's sections, in the order a user asks: how good, how it learned, where it errs, can its probabilities
+# be trusted, how it breaks, what it gets wrong and why, then the data and the run behind it.
+SECTIONS = ("Training", "Errors by class", "Calibration", "Robustness", "Mistakes", "Data")
+
+
+def _figures(numbers: dict, class_names, images, dataset, history, robustness, heatmaps) -> list:
+    """Every figure the report has, in page order."""
+    figures = [Figure(f"{metric}.png", "Training", f"{metric.capitalize()} per epoch, training and validation",
+                      lambda path, metric=metric: plot_curves(history, metric, path))
+               for metric in (("accuracy", "loss") if history else ())]
+    figures += [
+        Figure("confusion_counts.png", "Errors by class", "Confusion matrix: how many images of each true class "
+               "went to each predicted class", lambda path: plot_confusion(numbers, class_names, path, normalise=False)),
+        Figure("confusion_normalised.png", "Errors by class", "Confusion matrix as shares of each true class",
+               lambda path: plot_confusion(numbers, class_names, path, normalise=True)),
+        Figure("reliability.png", "Calibration", "Reliability: how often answers of each confidence are right"
+               + (", before and after the temperature" if "calibration_before" in numbers else ""),
+               lambda path: plot_reliability(numbers["calibration"], path, numbers.get("calibration_before"))),
+    ]
+    if robustness is not None:
+        figures.append(Figure("robustness.png", "Robustness", "Accuracy on corrupted copies of the test images, "
+                              "by corruption and severity", lambda path: plot_robustness(robustness, path)))
+    figures.append(Figure("mistakes.png", "Mistakes", "The most confident mistakes: true → predicted (confidence)"
+                          + (", each above where the model looked (Grad-CAM)" if heatmaps is not None else ""),
+                          lambda path: plot_mistakes(numbers["most_confident_mistakes"], images, path, heatmaps),
+                          wide=True))
     if dataset is not None:
-        figures["samples.png"] = lambda path: plot_samples(dataset.x_train, dataset.y_train, class_names, path)
-    for metric in ("accuracy", "loss") if history else ():
-        figures[f"{metric}.png"] = lambda path, metric=metric: plot_curves(history, metric, path)
+        figures.append(Figure("samples.png", "Data", "Training images, the first of each class",
+                              lambda path: plot_samples(dataset.x_train, dataset.y_train, class_names, path),
+                              wide=True))
     return figures
+
+
+def _temperature(classifier, run):
+    """The calibration temperature inside the model (from its run's metrics, else its Keras graph), or None."""
+    recorded = ((run or {}).get("calibration") or {}).get("temperature")
+    if recorded is not None:
+        return float(recorded)
+    if classifier.keras_model is None:
+        return None
+    from imagerec.models import inference
+
+    return inference.temperature_of(classifier.keras_model)
+
+
+def _mistake_heatmaps(classifier, images, mistakes):
+    """Grad-CAM heatmaps of the shown mistakes, for their predicted class; None for a model without a Keras graph."""
+    if classifier.keras_model is None or not mistakes:
+        return None
+    from imagerec.evaluation import explain
+
+    rows = np.asarray([mistake["index"] for mistake in mistakes])
+    predicted = np.asarray([list(classifier.class_names).index(mistake["predicted"]) for mistake in mistakes])
+    maps = explain.heatmaps(explain.explainer(classifier), np.asarray(images)[rows], predicted)
+    return {int(row): heatmap for row, heatmap in zip(rows, maps)}
 
 
 def _run_facts(metrics: dict) -> dict:
@@ -124,10 +187,20 @@ def plot_confusion(numbers: dict, class_names, path, normalise: bool) -> None:
     _save(figure, path)
 
 
-def plot_reliability(calibration: dict, path) -> None:
-    """Reliability diagram: accuracy against mean confidence per bin, with the diagonal of perfect calibration."""
+def plot_reliability(calibration: dict, path, before: dict | None = None) -> None:
+    """Reliability diagram: accuracy against mean confidence per bin, with the diagonal of perfect calibration;
+    with `before` (the same table without the temperature), the two side by side."""
+    panels = ([(before, "Before calibration")] if before else []) + [
+        (calibration, "After calibration" + (f" (T = {calibration['temperature']:.3f})" if before else "")
+         if before else "Reliability")]
+    figure, grid = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 5), dpi=110, squeeze=False)
+    for axes, (table, title) in zip(grid[0], panels):
+        _reliability_panel(axes, table, title)
+    _save(figure, path)
+
+
+def _reliability_panel(axes, calibration: dict, title: str) -> None:
     bins = [bin_ for bin_ in calibration["bins"] if bin_["count"]]
-    figure, axes = plt.subplots(figsize=(5.5, 5), dpi=110)
     axes.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
     width = calibration["bins"][0]["high"] - calibration["bins"][0]["low"]
     axes.bar([bin_["low"] for bin_ in bins], [bin_["accuracy"] for bin_ in bins], width=width, align="edge",
@@ -138,25 +211,60 @@ def plot_reliability(calibration: dict, path) -> None:
     axes.set_ylim(0, 1)
     axes.set_xlabel("confidence (top probability)")
     axes.set_ylabel("accuracy")
-    axes.set_title(f"Reliability (ECE {100 * calibration['expected_calibration_error']:.2f}%)")
+    axes.set_title(f"{title}: ECE {100 * calibration['expected_calibration_error']:.2f}%")
     axes.legend(loc="upper left")
+
+
+def plot_mistakes(mistakes: list, images: np.ndarray, path, heatmaps: dict | None = None, columns: int = 8) -> None:
+    """Grid of the most confidently wrong images, each titled true → predicted (confidence); with `heatmaps`
+    ({row: heatmap}), each image above its Grad-CAM overlay."""
+    from imagerec.evaluation import explain
+
+    count = max(len(mistakes), 1)
+    rows = (count + columns - 1) // columns
+    per = 2 if heatmaps else 1
+    figure, grid = plt.subplots(rows * per, columns, figsize=(2.0 * columns, (2.0 * per + 0.5) * rows + 0.4),
+                                dpi=110, squeeze=False)
+    for axes in grid.flat:
+        axes.axis("off")
+    for number, mistake in enumerate(mistakes):
+        row, column = divmod(number, columns)
+        image = np.asarray(images[mistake["index"]]).astype(np.uint8)
+        axes = grid[row * per][column]
+        axes.imshow(image, interpolation="nearest")
+        axes.set_title(printable(f"{mistake['true']}") + "\n→ " + printable(mistake["predicted"])
+                       + f" ({100 * mistake['confidence']:.0f}%)", fontsize=8)
+        if heatmaps:
+            grid[row * per + 1][column].imshow(explain.overlay(image, heatmaps[mistake["index"]]),
+                                               interpolation="nearest")
+    if not mistakes:
+        grid.flat[0].text(0.5, 0.5, "no mistakes", ha="center", va="center")
+    figure.suptitle("Most confident mistakes: true → predicted (confidence)"
+                    + ("; below each, where the model looked" if heatmaps else ""), fontsize=10)
     _save(figure, path)
 
 
-def plot_mistakes(mistakes: list, images: np.ndarray, path, columns: int = 8) -> None:
-    """Grid of the most confidently wrong images, each titled true → predicted (confidence)."""
-    count = max(len(mistakes), 1)
-    rows = (count + columns - 1) // columns
-    figure, grid = plt.subplots(rows, columns, figsize=(1.6 * columns, 2.3 * rows + 0.4), dpi=110, squeeze=False)
-    for axes in grid.flat:
-        axes.axis("off")
-    for axes, mistake in zip(grid.flat, mistakes):
-        axes.imshow(images[mistake["index"]].astype(np.uint8), interpolation="nearest")
-        axes.set_title(printable(f"{mistake['true']}") + "\n→ " + printable(mistake["predicted"])
-                       + f" ({100 * mistake['confidence']:.0f}%)", fontsize=7)
-    if not mistakes:
-        grid.flat[0].text(0.5, 0.5, "no mistakes", ha="center", va="center")
-    figure.suptitle("Most confident mistakes: true → predicted (confidence)", fontsize=9)
+def plot_robustness(robustness: dict, path) -> None:
+    """Heat-table of accuracy per corruption (rows, clean first) and severity (columns), numbers in the cells."""
+    names = list(robustness["corruptions"])
+    severities = [str(severity) for severity in robustness["severities"]]
+    table = np.full((len(names) + 1, len(severities)), np.nan)
+    table[0, :] = robustness["clean_accuracy"]
+    for row, name in enumerate(names, start=1):
+        for column, severity in enumerate(severities):
+            table[row, column] = robustness["corruptions"][name]["accuracy"].get(severity, np.nan)
+    figure, axes = plt.subplots(figsize=(1.0 * len(severities) + 3.5, 0.36 * len(table) + 1.4), dpi=110)
+    image = axes.imshow(100 * table, cmap=COLOUR_MAP, vmin=0, vmax=100, aspect="auto")
+    figure.colorbar(image, ax=axes, label="accuracy (%)")
+    for (row, column), value in np.ndenumerate(table):
+        if np.isfinite(value):
+            axes.text(column, row, f"{100 * value:.0f}", ha="center", va="center", fontsize=7,
+                      color="white" if value < 0.6 else "black")
+    axes.set_xticks(range(len(severities)), severities)
+    axes.set_yticks(range(len(table)), ["clean"] + names)
+    axes.set_xlabel("severity")
+    mean = robustness["mean_corruption_accuracy"]
+    axes.set_title("Accuracy under corruption" + (f": CIFAR-10-C mean {100 * mean:.1f}%" if mean is not None else ""))
     _save(figure, path)
 
 
@@ -192,33 +300,88 @@ def _save(figure, path) -> None:
     plt.close(figure)
 
 
-def render_html(report: dict, class_names, pictures: list) -> str:
-    """One HTML page, styles inline and images as data: URIs; nothing is fetched from anywhere."""
+def render_html(report: dict, class_names, figures: list, folder) -> str:
+    """One HTML page, styles inline and images as data: URIs; nothing is fetched from anywhere. `figures`
+    (`Figure`s, drawn into `folder`) appear in their sections, in SECTIONS' order."""
+    def pictures(section):
+        return "".join(
+            f'<figure class="{"wide" if figure.wide else "half"}"><img alt="{html.escape(figure.caption)}" '
+            f'src="data:image/png;base64,'
+            f'{base64.b64encode((Path(folder) / figure.name).read_bytes()).decode("ascii")}">'
+            f"<figcaption>{html.escape(figure.caption)}</figcaption></figure>"
+            for figure in figures if figure.section == section)
+
+    texts = {"Training": "", "Errors by class": _per_class_html(report), "Calibration": _calibration_html(report),
+             "Robustness": _robustness_html(report.get("robustness")), "Mistakes": "",
+             "Data": _overview_html(report.get("data")) + _excluded_html((report.get("run") or {}).get("excluded"))}
+    body = "".join(f"<section><h2>{section}</h2>{texts[section]}{pictures(section)}</section>"
+                   for section in SECTIONS if texts[section] or pictures(section))
+    settings = html.escape(json.dumps(report.get("run", {}), indent=2))
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>imagerec report</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:80em}}table{{border-collapse:collapse;margin:.5em 0}}
+td,th{{border:1px solid #999;padding:.2em .6em;text-align:right}}figure{{display:inline-block;margin:1em 1em 1em 0;
+vertical-align:top}}figure.half{{max-width:47%}}figure.wide{{max-width:100%}}img{{max-width:100%}}figcaption{{font-size:.9em;color:#333}}
+.headline{{font-size:1.15em}}pre{{background:#eee;padding:1em;overflow:auto}}</style></head>
+<body><h1>imagerec report</h1><p class="headline">{_headline(report)}</p>{body}
+<section><h2>Run</h2><pre>{settings}</pre></section></body></html>
+"""
+
+
+def _headline(report: dict) -> str:
+    calibration = report["calibration"]
+    text = (f"Model {html.escape(str(report['model']))} ({html.escape(report['format'])}) on {report['count']} test "
+            f"images: <b>top-1 accuracy {100 * report['top1_accuracy']:.2f}%</b>, balanced accuracy (mean recall over "
+            f"the classes) {100 * report['balanced_accuracy']:.2f}%, top-3 {100 * report['top3_accuracy']:.2f}%, "
+            f"expected calibration error {100 * calibration['expected_calibration_error']:.2f}%")
+    robustness = report.get("robustness")
+    if robustness and robustness.get("mean_corruption_accuracy") is not None:
+        text += (f", mean accuracy under {robustness['cifar_c_evaluated']} CIFAR-10-C corruptions "
+                 f"{100 * robustness['mean_corruption_accuracy']:.2f}%")
+    return text + "."
+
+
+def _per_class_html(report: dict) -> str:
     rows = "".join(
         f"<tr><td>{html.escape(name)}</td>" + "".join(f"<td>{values[key]:.3f}</td>" for key in ("precision", "recall", "f1"))
         + f"<td>{values['support']}</td></tr>" for name, values in report["per_class"].items())
     averages = "".join(
         f"<tr><th>{name} average</th>" + "".join(f"<td>{values[key]:.3f}</td>" for key in ("precision", "recall", "f1"))
         + "<td></td></tr>" for name, values in report["averages"].items())
-    images = "".join(
-        f'<figure><img alt="{html.escape(path.stem)}" src="data:image/png;base64,'
-        f'{base64.b64encode(path.read_bytes()).decode("ascii")}"><figcaption>{html.escape(path.stem)}</figcaption></figure>'
-        for path in pictures)
-    summary = (f"top-1 accuracy {100 * report['top1_accuracy']:.2f}%, balanced accuracy (mean recall over the classes) "
-               f"{100 * report['balanced_accuracy']:.2f}%, top-3 {100 * report['top3_accuracy']:.2f}%, "
-               f"expected calibration error {100 * report['calibration']['expected_calibration_error']:.2f}% "
-               f"on {report['count']} images")
-    settings = html.escape(json.dumps(report.get("run", {}), indent=2))
-    overview = _overview_html(report.get("data")) + _excluded_html((report.get("run") or {}).get("excluded"))
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>imagerec report</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:70em}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #999;padding:.2em .6em;text-align:right}}figure{{display:inline-block;margin:1em}}
-img{{max-width:40em}}pre{{background:#eee;padding:1em;overflow:auto}}</style></head>
-<body><h1>imagerec report</h1><p>Model {html.escape(str(report['model']))} ({html.escape(report['format'])}): {summary}.</p>
-<h2>Per class</h2><table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>
-{rows}{averages}</table><h2>Figures</h2>{images}{overview}<h2>Run</h2><pre>{settings}</pre></body></html>
-"""
+    return (f"<table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>"
+            f"{rows}{averages}</table>")
+
+
+def _calibration_html(report: dict) -> str:
+    after = report["calibration"]
+    before = report.get("calibration_before")
+    if before is None:
+        return (f"<p>Expected calibration error {100 * after['expected_calibration_error']:.2f}%: the mean gap "
+                f"between how confident the model is and how often it is right (no calibration temperature in "
+                f"this model).</p>")
+    return (f"<p>The model divides its logits by a temperature of {after['temperature']:.3f}, fitted on images it did "
+            f"not train on: expected calibration error {100 * before['expected_calibration_error']:.2f}% before, "
+            f"<b>{100 * after['expected_calibration_error']:.2f}%</b> after (the mean gap between confidence and "
+            f"accuracy); the predicted classes are the same.</p>")
+
+
+def _robustness_html(robustness) -> str:
+    if not robustness:
+        return ""
+    severities = [str(severity) for severity in robustness["severities"]]
+    rows = "".join(
+        f"<tr><td>{html.escape(name)}{'' if row['cifar_c'] else ' *'}</td>"
+        + "".join(f"<td>{100 * row['accuracy'][severity]:.1f}</td>" if severity in row["accuracy"] else "<td>–</td>"
+                  for severity in severities)
+        + f"<td><b>{100 * row['mean']:.1f}</b></td></tr>" for name, row in robustness["corruptions"].items())
+    mean = robustness["mean_corruption_accuracy"]
+    left_out = "; ".join(f"{html.escape(name)}: {html.escape(why)}" for name, why in robustness["left_out"].items())
+    return (f"<p>Accuracy (%) on {robustness['count']} test images, clean {100 * robustness['clean_accuracy']:.2f}%"
+            + (f"; mean over {robustness['cifar_c_evaluated']} CIFAR-10-C corruptions and their severities "
+               f"<b>{100 * mean:.2f}%</b>" if mean is not None else "")
+            + f" (corruption seed {robustness['seed']}). * what users meet, not in the mean. Left out: {left_out}.</p>"
+            f"<table><tr><th>corruption</th>" + "".join(f"<th>{severity}</th>" for severity in severities)
+            + f"<th>mean</th></tr>{rows}</table>")
 
 
 def _excluded_html(excluded) -> str:
@@ -226,7 +389,7 @@ def _excluded_html(excluded) -> str:
     if not excluded:
         return ""
     kinds = ", ".join(f"{count} {html.escape(str(kind))}" for kind, count in excluded["by_kind"].items())
-    return (f"<h2>Left out</h2><p>{excluded['count']} training file(s) left out, listed in "
+    return (f"<h3>Left out</h3><p>{excluded['count']} training file(s) left out, listed in "
             f"{html.escape(str(excluded['file']))} ({kinds or 'none'}; the run directory's excluded.csv names them); "
             f"{excluded['kept_in_test']} listed test file(s) were kept in the test split.</p>")
 
@@ -237,7 +400,7 @@ def _overview_html(overview) -> str:
     rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{count}</td><td>{overview['test_counts'][name]}</td></tr>"
                    for name, count in overview["train_counts"].items())
     skipped = "".join(f"<li>{html.escape(str(item))}</li>" for item in overview["skipped"][:20])
-    return (f"<h2>Data</h2><p>{html.escape(str(overview['source']))}; test split: "
+    return (f"<p>{html.escape(str(overview['source']))}; test split: "
             f"{html.escape(str(overview['test_split']))}; {overview['skipped_count']} file(s) skipped.</p>"
             f"<table><tr><th>class</th><th>train</th><th>test</th></tr>{rows}</table>"
             + (f"<ul>{skipped}</ul>" if skipped else ""))

@@ -13,21 +13,45 @@ def outputs_probabilities(model: keras.Model) -> bool:
     return activation is not None and getattr(activation, "__name__", "") == "softmax"
 
 
-def inference_model(net: keras.Model, test_time_augmentation: bool = False) -> keras.Model:
+def inference_model(net: keras.Model, test_time_augmentation: bool = False,
+                    temperature: float | None = None) -> keras.Model:
     """The model to save and serve: raw pixels → class probabilities.
 
     A net that returns logits gets a softmax (and optionally the 6-view test-time augmentation,
     weighted as airbench's tta_level 2) around it; a net that already ends in softmax is returned as is.
+    `temperature` (fitted by `training.calibration`) divides the logits before the softmax, so every format
+    written from this model gives calibrated probabilities.
     """
     if outputs_probabilities(net):
-        return net
+        if temperature is None:
+            return net
+        inputs = keras.Input(shape=net.input_shape[1:], name=INPUT_NAME)
+        scores = custom_layers.Temperature(temperature, from_probabilities=True, name="temperature")(net(inputs))
+        outputs = keras.layers.Softmax(name="probabilities", dtype="float32")(scores)
+        return keras.Model(inputs, outputs, name=f"{net.name}_calibrated")
     inputs = keras.Input(shape=net.input_shape[1:], name=INPUT_NAME)
     if test_time_augmentation:
         logits = custom_layers.TestTimeAverage()(net(custom_layers.TestTimeViews()(inputs)))
     else:
         logits = net(inputs)
+    if temperature is not None:
+        logits = custom_layers.Temperature(temperature, name="temperature")(logits)
     outputs = keras.layers.Softmax(name="probabilities", dtype="float32")(logits)
     return keras.Model(inputs, outputs, name=f"{net.name}_inference")
+
+
+def temperature_of(model: keras.Model) -> float | None:
+    """The temperature a saved model divides its logits by, or None (a model from before calibration)."""
+    found = [layer.temperature for layer in model.layers if isinstance(layer, custom_layers.Temperature)]
+    return found[0] if found else None
+
+
+def net_of(model: keras.Model) -> keras.Model:
+    """The trained net inside an inference model (behind test-time views, a temperature, a softmax), or the
+    model itself when it is the net (a seed model saved as trained)."""
+    if not isinstance(model.layers[-1], keras.layers.Softmax):  # a net ends in its own Dense layer
+        return model
+    return next(layer for layer in model.layers if isinstance(layer, keras.Model))
 
 
 def count_params(model: keras.Model) -> int:

@@ -102,6 +102,31 @@ class TestTimeAverage(keras.layers.Layer):
         return (batch, input_shape[-1])
 
 
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Temperature(keras.layers.Layer):
+    """Logits divided by a fitted temperature T (Guo et al., ICML 2017), before the softmax: T > 1 softens
+    over-confident probabilities, T < 1 sharpens under-confident ones, and the most probable class never changes.
+    `from_probabilities`: the input is a net's softmax output, taken back to log-probabilities first (they differ
+    from its logits by a per-image constant, which the softmax ignores). T is configuration, not a weight: it
+    travels in every format's graph as a constant."""
+
+    FLOOR = 1e-30  # log(0) would be -inf; 1e-30 is far below any probability shown
+
+    def __init__(self, temperature: float = 1.0, from_probabilities: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        if not (isinstance(temperature, (int, float)) and np.isfinite(temperature) and temperature > 0):
+            raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
+        self.temperature, self.from_probabilities = float(temperature), bool(from_probabilities)
+
+    def call(self, inputs):
+        scores = ops.log(ops.maximum(inputs, self.FLOOR)) if self.from_probabilities else inputs
+        return scores / self.temperature
+
+    def get_config(self):
+        return {**super().get_config(), "temperature": self.temperature,
+                "from_probabilities": self.from_probabilities}
+
+
 def replica_synced_batch_norm(**kwargs) -> keras.layers.BatchNormalization:
     """BatchNormalization that, when built under a tf.distribute strategy with several replicas, computes
     its statistics over the global batch. Unsynchronised, each replica would update the running statistics

@@ -13,7 +13,7 @@ from imagerec.artefacts.classifier import Classifier
 from imagerec.evaluation import evaluate
 from imagerec.evaluation import report as report_pages
 from imagerec.models import inference
-from imagerec.training import class_weights
+from imagerec.training import calibration, class_weights
 
 
 @dataclasses.dataclass
@@ -39,23 +39,49 @@ class Trained:
 def finish(run_dir, dataset, plan, trained: Trained) -> RunResult:
     """Score the trained net on the test split and write the model files, history, curves and metrics."""
     recipe = plan.recipe
-    model = inference.inference_model(trained.net, test_time_augmentation=recipe.test_time_augmentation)
+    model, calibrated = _calibrated_model(trained.net, recipe, plan.calibration, plan.calibration_note,
+                                         dataset.class_names)
     classifier = Classifier.from_keras(model, dataset.class_names, layout.model_path(run_dir))
     test_probabilities = classifier.predict_proba(dataset.x_test)
     test = evaluate.score(test_probabilities, dataset.y_test, dataset.class_names)
+    if calibrated["temperature"] is not None:
+        before = evaluate.apply_temperature(test_probabilities, 1 / calibrated["temperature"])
+        calibrated.update(test_ece_before=_ece(before, dataset.y_test), test_ece_after=_ece(test_probabilities,
+                                                                                            dataset.y_test))
     info = model_info.ModelInfo(tuple(dataset.class_names), tuple(model.input_shape[1:]), recipe.model,
-                                recipe.test_time_augmentation)
+                                recipe.test_time_augmentation, temperature=calibrated.get("temperature"))
     files = saving.save_model_files(model, run_dir, info)
     history = rundir.read_history_csv(run_dir, recipe.phase)
     rundir.write_history(run_dir, history)
     for metric in layout.CURVE_FILES:
         report_pages.plot_curves(history, metric, layout.curve_path(run_dir, metric))
-    metrics = {**_metrics(test, dataset, plan, trained, model, files), "init_from": trained.warm_start}
+    metrics = {**_metrics(test, dataset, plan, trained, model, files), "init_from": trained.warm_start,
+               "calibration": calibrated}
     if plan.excluded is not None:
         rundir.write_excluded(run_dir, plan.excluded["rows"])
         metrics["excluded"] = {key: value for key, value in plan.excluded.items() if key != "rows"}
     rundir.write_metrics(run_dir, metrics)
     return RunResult(run_dir, classifier, history, metrics, test_probabilities)
+
+
+def _calibrated_model(net, recipe, held_out, note, class_names) -> tuple:
+    """(the inference model, with the temperature fitted on the held-out images when there are any; what
+    metrics.json records about it)."""
+    model = inference.inference_model(net, test_time_augmentation=recipe.test_time_augmentation)
+    if held_out is None:
+        return model, {"temperature": None, "why_not": note}
+    probabilities = Classifier.from_keras(model, class_names).predict_proba(held_out.images)
+    temperature = calibration.fit_temperature(probabilities, held_out.labels)
+    calibrated = inference.inference_model(net, recipe.test_time_augmentation, temperature=temperature)
+    return calibrated, {"temperature": temperature, **held_out.record(),
+                        "held_out_ece_before": _ece(probabilities, held_out.labels),
+                        "held_out_ece_after": _ece(evaluate.apply_temperature(probabilities, temperature),
+                                                   held_out.labels)}
+
+
+def _ece(probabilities, labels) -> float:
+    correct = probabilities.argmax(axis=1) == labels
+    return round(evaluate.calibration_table(probabilities.max(axis=1), correct)["expected_calibration_error"], 6)
 
 
 def write_report(result: RunResult, dataset) -> dict:

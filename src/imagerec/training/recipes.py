@@ -55,6 +55,7 @@ class SeedRecipe:
     jit_compile: bool | str = "auto"  # XLA: Keras' "auto" compiles only when a GPU is visible
     mixed_precision: str = "off"  # one of PRECISIONS
     class_weight: str = "none"  # one of CLASS_WEIGHTS
+    calibration_images: int = 1000  # held out of train/ (at most 2%) to fit the temperature (`calibration`); 0: none
 
     test_time_augmentation = False  # the saved model sees each image once
 
@@ -130,6 +131,7 @@ class AirbenchRecipe:
     # (BENCHMARKS.md); "off" forces float32.
     mixed_precision: str = "auto"  # one of PRECISIONS
     class_weight: str = "none"  # one of CLASS_WEIGHTS
+    calibration_images: int = 1000  # held out of train/ (at most 2%) to fit the temperature (`calibration`); 0: none
 
     def phase(self, epoch: int) -> str:
         return "train"  # one phase: the schedule, not a phase, changes over the epochs
@@ -195,6 +197,7 @@ class FinetuneRecipe:
     jit_compile: bool | str = "auto"
     mixed_precision: str = "auto"  # one of PRECISIONS
     class_weight: str = "none"  # one of CLASS_WEIGHTS
+    calibration_images: int = 1000  # held out of train/ (at most 2%) to fit the temperature (`calibration`); 0: none
 
     test_time_augmentation = False
 
@@ -232,6 +235,8 @@ def _check_common(recipe) -> None:
         raise UserError(f"`mixed_precision` must be one of {', '.join(PRECISIONS)}, got {recipe.mixed_precision!r}")
     if recipe.jit_compile not in (True, False, "auto"):
         raise UserError(f"`jit_compile` must be true, false or auto, got {recipe.jit_compile!r}")
+    if recipe.calibration_images < 0:
+        raise UserError(f"`calibration_images` must be 0 (no calibration) or more, got {recipe.calibration_images}")
     if recipe.batch_size < 1:
         raise UserError(f"`batch_size` must be at least 1, got {recipe.batch_size}")
     if not recipe.learning_rate > 0:

@@ -25,7 +25,7 @@ from imagerec.data import splits
 from imagerec.data.dataset import Dataset, parse_image_size
 from imagerec.errors import UserError, printable
 from imagerec.models import registry
-from imagerec.training import distribute, fitting, outcome, precision, recipes, warmstart
+from imagerec.training import calibration, distribute, fitting, outcome, precision, recipes, warmstart
 from imagerec.training.outcome import RunResult
 
 __all__ = ["train", "fit", "RunResult", "RunPlan", "resolve_validation"]
@@ -48,6 +48,8 @@ class RunPlan:
     backbone_weights: list | None = None  # read from `weights`
     exclusions: object = None  # data.exclude.Exclusions read from `exclude`, or None
     excluded: dict | None = None  # what they left out of this run's data (`data.exclude.apply`)
+    calibration: object = None  # calibration.CalibrationSet the temperature is fitted on, or None
+    calibration_note: str | None = None  # why there is none
 
     @property
     def chief(self) -> bool:
@@ -84,7 +86,7 @@ def train(data, recipe=recipes.DEFAULT, run_dir=None, seed: int = 0, *, data_opt
                    _verbosity(verbose), init_from, weights, exclusions=_read_exclusions(exclude))
     _check_options(plan, run_dir, resume=resume, tensorboard=tensorboard, deterministic=deterministic)
     plan = _with_warm_start(plan, data, data_options, trust_model)
-    dataset, plan = _excluding(_load(data, plan, data_options), plan)
+    dataset, plan = _calibrating(*_excluding(_load(data, plan, data_options), plan))
     registry.check_input_shape(recipe.model, dataset.image_shape)
     if plan.verbose:
         print(printable(_describe_start(dataset, plan)), flush=True)
@@ -227,6 +229,13 @@ def _excluding(dataset: Dataset, plan: RunPlan) -> tuple:
     return dataset, dataclasses.replace(plan, excluded=excluded)
 
 
+def _calibrating(dataset: Dataset, plan: RunPlan) -> tuple:
+    """(the dataset without a calibration slice of its training images, if one is held out; the plan with the
+    images the temperature will be fitted on)."""
+    dataset, held_out, note = calibration.hold_out(dataset, plan.recipe.calibration_images, plan.seed)
+    return dataset, dataclasses.replace(plan, calibration=held_out, calibration_note=note)
+
+
 def _counts_text(counts: dict) -> str:
     return ", ".join(f"{count} {kind}" for kind, count in counts.items()) or "none"
 
@@ -245,6 +254,8 @@ def _describe_start(dataset, plan: RunPlan) -> str:
     if not backends.is_tensorflow():
         where += f"; Keras on {backends.current()}"
     held_out = f" / {len(dataset.y_val)} validation" if dataset.y_val is not None else ""
+    if plan.calibration is not None and plan.calibration.source != "validation":
+        held_out += f" / {len(plan.calibration.labels)} calibration"
     height, width = dataset.image_shape[:2]
     return (f"imagerec: {dataset.source}: {len(dataset.y_train)} train{held_out} / {len(dataset.y_test)} test images "
             f"at {height}x{width}, {dataset.num_classes} classes; recipe {recipe.name} ({recipe.epochs} epochs){where}")

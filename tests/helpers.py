@@ -202,3 +202,33 @@ def write_planted_tree(root: Path, train_per_class: int = 40, test_per_class: in
     planted.update(blank=[("train/red/blank.png", None)], dark=[("train/green/dark.png", None)],
                    odd_size=[("train/blue/tiny.png", None)], unreadable=[("train/red/corrupt.png", None)])
     return planted
+
+
+SHAPE_SIDE = 10  # the object of `shape_task`
+
+
+def shape_task(count: int, seed: int, size: int = 32):
+    """(images, labels, boxes): a white filled square (class 0) or a white X (class 1), SHAPE_SIDE px, at a random
+    place on coloured noise; boxes (N, 2) are each shape's top-left corner. Where the class is decided is known."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 140, (count, size, size, 3)).astype(np.uint8)
+    labels = rng.integers(0, 2, count).astype(np.int32)
+    boxes = rng.integers(0, size - SHAPE_SIDE + 1, (count, 2))
+    index = np.arange(SHAPE_SIDE)
+    for image, label, (top, left) in zip(images, labels, boxes):
+        patch = image[top:top + SHAPE_SIDE, left:left + SHAPE_SIDE]
+        if label == 0:
+            patch[:] = 255
+        else:
+            for shift in (0, 1):  # two pixels wide
+                rows = np.clip(index + shift, 0, SHAPE_SIDE - 1)
+                patch[rows, index] = 255
+                patch[rows, SHAPE_SIDE - 1 - index] = 255
+    return images, labels, boxes
+
+
+def share_on_shape(maps: np.ndarray, boxes: np.ndarray, margin: int = 2) -> float:
+    """Share of heatmaps (N, H, W) whose maximum lies on the shape of `shape_task` (within `margin` px)."""
+    rows, columns = np.unravel_index(maps.reshape(len(maps), -1).argmax(axis=1), maps.shape[1:])
+    return float(((rows >= boxes[:, 0] - margin) & (rows < boxes[:, 0] + SHAPE_SIDE + margin)
+                  & (columns >= boxes[:, 1] - margin) & (columns < boxes[:, 1] + SHAPE_SIDE + margin)).mean())

@@ -122,6 +122,14 @@ def _one_line_error(capsys, argv, match):
     (["export", "model.keras", "--format", "savedmodel", "--version", "-1"], "--version must be a whole number"),
     (["serve", "model.keras", "--max-batch-size", "1000000000"], "--max-batch-size must be a positive number up to"),
     (["serve", "model.keras", "--max-body-mb", "1e30"], "--max-body-mb must be a positive number up to"),
+    # issue 23: robustness and calibration options
+    (["evaluate", "model.keras", "--corruptions", "blurr"], "unknown corruption 'blurr' in --corruptions"),
+    (["evaluate", "model.keras", "--corruptions", "frost"], "frost photographs that are not redistributed"),
+    (["evaluate", "model.keras", "--corruptions", "all", "--severities", "0-9"], "--severities must lie within 1-5"),
+    (["evaluate", "model.keras", "--corruptions", "all", "--corruption-images", "-1"],
+     "--corruption-images must be 0 (all) or more"),
+    (["report", "run", "--robustness", "--severities", "x"], "--severities must be like 1-5"),
+    (["train", "--set", "calibration_images=-1"], "calibration_images must be 0 (no calibration) or more"),
 ])
 def test_nonsense_options_are_one_line_errors(capsys, argv, match):
     _one_line_error(capsys, argv, match)
@@ -413,3 +421,10 @@ def test_the_python_api_gives_functions_however_often_it_is_called():
             "assert callable(imagerec.evaluate) and callable(imagerec.load_model) and callable(imagerec.create_app)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_the_corruption_names_in_help_are_the_librarys():
+    from imagerec import cli
+    from imagerec.data import corruptions
+
+    assert cli.CORRUPTION_NAMES == tuple(corruptions.CORRUPTIONS)

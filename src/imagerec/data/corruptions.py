@@ -85,17 +85,20 @@ def _linear_zoom_matrix(size_in: int, size_out: int) -> np.ndarray:
 
 def _clipped_zoom(images: np.ndarray, factor: float) -> np.ndarray:
     """CIFAR-10-C's clipped_zoom: the centre 1/factor crop zoomed (linear, as scipy's zoom) back to full size.
-    `images` (N, S, S[, C])."""
-    side = images.shape[1]
-    crop = int(np.ceil(side / factor))
-    top = (side - crop) // 2
-    size = int(round(crop * factor))
-    trim = (size - side) // 2
-    matrix = _linear_zoom_matrix(crop, size)[trim:trim + side].astype(images.dtype)
-    cropped = images[:, top:top + crop, top:top + crop]
+    `images` (N, H, W[, C])."""
+    matrices, crops = [], []
+    for side in images.shape[1:3]:
+        crop = int(np.ceil(side / factor))
+        top = (side - crop) // 2
+        size = int(round(crop * factor))
+        trim = (size - side) // 2
+        matrices.append(_linear_zoom_matrix(crop, size)[trim:trim + side].astype(images.dtype))
+        crops.append(slice(top, top + crop))
+    cropped = images[:, crops[0], crops[1]]
+    rows, columns = matrices
     if cropped.ndim == 3:
-        return np.einsum("oi,nij,pj->nop", matrix, cropped, matrix, optimize=True)
-    return np.einsum("oi,nijc,pj->nopc", matrix, cropped, matrix, optimize=True)
+        return np.einsum("oi,nij,pj->nop", rows, cropped, columns, optimize=True)
+    return np.einsum("oi,nijc,pj->nopc", rows, cropped, columns, optimize=True)
 
 
 def _motion_blur(images: np.ndarray, radius: float, sigma: float, angles: np.ndarray) -> np.ndarray:

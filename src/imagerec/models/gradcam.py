@@ -19,29 +19,27 @@ from imagerec.errors import UserError
 from imagerec.models import inference
 
 
+MIN_MAP_SIDE = 7  # the cut's map is at least this many cells a side where the net has one: see `feature_cut`
+
+
 class GradCam:
     """Heatmaps of one Keras inference model (raw pixels → probabilities); build once, call on many images."""
 
     def __init__(self, model: keras.Model):
         self.model = model
         net = inference.net_of(model)
-        layer = feature_layer(net)
-        self.layer_name = layer.name
-        self.features = keras.Model(net.inputs[0], layer.output)  # a tensor, not a list: called with one
         last = net.layers[-1]
-        self.softmax_dense = isinstance(last, keras.layers.Dense) and _activation_name(last) == "softmax"
-        head_output = last.input if self.softmax_dense else net.output
-        # Keras 3 builds a model between any two tensors of one graph: here the layers after the cut
-        self.head = keras.Model(layer.output, head_output)
-        self.dense = last if self.softmax_dense else None
+        self.dense = last if isinstance(last, keras.layers.Dense) and _activation_name(last) == "softmax" else None
+        # For a net ending in a softmax Dense layer the head stops at that layer's input; its logits come below.
+        target = _input_in(net, last) if self.dense is not None else net.outputs[0]
+        self.layer_name, self.features, self.head = feature_cut(net, target)
 
     def scores(self, features):
         """Class logits (N, K) from the feature map."""
-        outputs = self.head(features, training=False)
+        outputs = ops.cast(self.head(features), "float32")
         if self.dense is None:
-            return ops.cast(outputs, "float32")
-        kernel = ops.cast(self.dense.kernel, "float32")
-        logits = ops.matmul(ops.cast(outputs, "float32"), kernel)
+            return outputs
+        logits = ops.matmul(outputs, ops.cast(self.dense.kernel, "float32"))
         return logits + ops.cast(self.dense.bias, "float32") if self.dense.use_bias else logits
 
     def __call__(self, images: np.ndarray, classes=None) -> np.ndarray:
@@ -51,25 +49,106 @@ class GradCam:
         if classes is None:
             classes = np.asarray(self.model.predict_on_batch(images)).argmax(axis=1)
         classes = np.asarray(classes, np.int64)
-        features = self.features(images, training=False)
+        features = self.features(images)
         gradients = _gradient(self.scores, features, classes)
         features = np.asarray(ops.convert_to_numpy(ops.cast(features, "float32")))
         weights = gradients.mean(axis=(1, 2), keepdims=True)  # one weight per channel: its gradient's mean
-        maps = np.maximum((weights * features).sum(axis=-1), 0)
-        peak = maps.max(axis=(1, 2), keepdims=True)
-        maps = np.where(peak > 0, maps / np.where(peak > 0, peak, 1), 0)
-        return resize_maps(maps, images.shape[1:3])
+        maps = resize_maps(np.maximum((weights * features).sum(axis=-1), 0), images.shape[1:3])
+        peak = maps.max(axis=(1, 2), keepdims=True)  # scaled after resizing: each map's maximum is exactly 1
+        return np.where(peak > 0, maps / np.where(peak > 0, peak, 1), 0).astype(np.float32)
 
 
-def feature_layer(net: keras.Model):
-    """The net's last top-level layer whose output is a spatial map (N, h, w, C): the last convolutional block's
-    output (airbench, seed), or the backbone itself."""
+def feature_cut(net: keras.Model, target) -> tuple:
+    """(layer name, features(images), head(features) → `target`, a tensor of the net): the net cut after its last
+    layer with a spatial map of at least MIN_MAP_SIDE cells a side (else after its last spatial layer), looking
+    inside a nested backbone too.
+
+    Grad-CAM's own choice, the last convolutional map, is 3x3 in an airbench net at 32 px and 1x1 in a backbone
+    at 32 px: too coarse to say where in the image (on tests/test_models_gradcam.py's shape task, airbench_small's
+    3x3 map put its maximum on the shape for 54% of images, a centred blob for 51%; its 7x7 map for 95%). A cut
+    is only where no connection skips over it (not inside a residual block)."""
+    found = []  # (side, name, features, head), latest first
     for layer in reversed(net.layers):
-        shape = getattr(layer, "output", None)
-        shape = getattr(shape, "shape", None)
-        if shape is not None and len(shape) == 4 and not isinstance(layer, keras.layers.InputLayer):
-            return layer
-    raise UserError(f"{net.name} has no spatial feature map to explain")
+        if isinstance(layer, keras.layers.InputLayer) or not _is_spatial(layer):
+            continue
+        if isinstance(layer, keras.Model):
+            found += _cuts_inside(net, layer, target)
+        else:
+            cut = _cut(net.inputs[0], _output_in(net, layer), target)
+            if cut is not None:
+                found.append((_side(layer), layer.name, *cut))
+        if any(item[0] >= MIN_MAP_SIDE for item in found):
+            break
+    if not found:
+        raise UserError(f"{net.name} has no spatial feature map to explain")
+    wide = [item for item in found if item[0] >= MIN_MAP_SIDE]
+    _, name, features, head = wide[0] if wide else found[0]
+    return name, features, head
+
+
+def _cuts_inside(net: keras.Model, nested: keras.Model, target) -> list:
+    """Cuts inside a nested model (a backbone), latest first, down to the first with a wide enough map:
+    features = the outer layers before it, then its layers up to the cut; head = its layers after the cut, then
+    the outer layers after it up to `target`."""
+    before = keras.Model(net.inputs[0], _input_in(net, nested))
+    after = keras.Model(_output_in(net, nested), target)
+    cuts = []
+    for layer in reversed(nested.layers):
+        if isinstance(layer, keras.layers.InputLayer) or not _is_spatial(layer):
+            continue
+        cut = _cut(nested.inputs[0], layer.output, nested.outputs[0])
+        if cut is not None:
+            inner_features, inner_head = cut
+            cuts.append((_side(layer), f"{nested.name}/{layer.name}",
+                         lambda images, f=inner_features: f(before(images, training=False)),
+                         lambda features, h=inner_head: after(h(features), training=False)))
+            if cuts[-1][0] >= MIN_MAP_SIDE:
+                break
+    return cuts
+
+
+def _cut(inputs, middle, outputs):
+    """(features, head): inputs → middle → outputs as two Keras models, or None where a connection skips over
+    `middle`."""
+    try:
+        features, head = keras.Model(inputs, middle), keras.Model(middle, outputs)
+    except ValueError:
+        return None
+    return (lambda images: features(images, training=False)), (lambda values: head(values, training=False))
+
+
+def _is_spatial(layer) -> bool:
+    try:
+        shape = layer.output.shape
+    except (AttributeError, ValueError):  # a layer never called
+        return False
+    return len(shape) == 4
+
+
+def _side(layer) -> int:
+    _, height, width, _ = layer.output.shape
+    return min(height or 0, width or 0)
+
+
+def _output_in(net: keras.Model, layer):
+    """The layer's output tensor in `net`'s graph. A nested model's `.output` is its own graph's output, not that
+    of its call inside `net`: its nodes are tried, the latest first."""
+    return _node_tensor(net, layer, "output_tensors")
+
+
+def _input_in(net: keras.Model, layer):
+    return _node_tensor(net, layer, "input_tensors")
+
+
+def _node_tensor(net: keras.Model, layer, attribute: str):
+    for node in reversed(layer._inbound_nodes):
+        tensor = getattr(node, attribute)[0]
+        try:
+            keras.Model(net.inputs[0], tensor)
+        except ValueError:  # a node of another graph
+            continue
+        return tensor
+    raise UserError(f"cannot find {layer.name} inside {net.name}")
 
 
 def _gradient(scores, features, classes) -> np.ndarray:

@@ -8,7 +8,7 @@ import pytest
 from scipy import ndimage
 
 from helpers import synthetic_image
-from imagerec.data import corruptions
+from imagerec.data import cifar_c, corruptions
 from imagerec.errors import UserError
 
 # CIFAR-10-C's own parameters are not monotone in pixel distance for these two: glass blur's severity 1 shuffles
@@ -91,7 +91,7 @@ def test_the_zoom_matches_scipys_zoom_that_cifar_10_c_calls(images):
         top = (32 - crop) // 2
         reference = ndimage.zoom(x[:, top:top + crop, top:top + crop], (1, factor, factor, 1), order=1)
         trim = (reference.shape[1] - 32) // 2
-        np.testing.assert_allclose(corruptions._clipped_zoom(x, factor),
+        np.testing.assert_allclose(cifar_c._clipped_zoom(x, factor),
                                    reference[:, trim:trim + 32, trim:trim + 32], atol=1e-5)
 
 

@@ -4,7 +4,6 @@ clean accuracy of the same images, and a stratified, seeded choice of images."""
 import numpy as np
 import pytest
 
-from helpers import synthetic_image
 from imagerec.artefacts.classifier import Classifier
 from imagerec.evaluation import robustness
 from imagerec.errors import UserError

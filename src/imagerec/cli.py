@@ -45,26 +45,15 @@ def _say(text: str, **options) -> None:
 def _options():
     """{command: (help, [(flags, argparse options)])}; choices and defaults come from the library's constants."""
     model, data = _model_options(), _data_options()
-    robustness = [(("--severities",), dict(default="1-5", help="corruption severities: 1-5, 3 or 1,3,5 (default 1-5)")),
-                  (("--corruption-images",), dict(type=int, default=1000, help="test images corrupted, the same "
-                                                  "share of each class (default 1000; 0: all)"))]
     as_json = [(("--json",), dict(action="store_true", help="print JSON instead of text"))]
     return {
         "train": ("train a recipe into a run directory: model files, metrics, report", [*_train_options(), *_data_options("cifar10")]),
         "recipes": ("list the recipes and every setting --set can change", []),
-        "evaluate": ("test accuracy and loss of a saved model; with --corruptions, its robustness", [
-            *model, *data, *as_json, (
-                ("--report",), dict(metavar="DIR", help="also write report.html and its figures there")),
-            (("--corruptions",), dict(metavar="all|cifar10c|user|NAME,...", help="also the accuracy on corrupted "
-                                      "copies of the test images (CIFAR-10-C's, with its parameters, and what users "
-                                      f"meet): {', '.join(CORRUPTION_NAMES)}")), *robustness]),
+        "evaluate": ("test accuracy and loss of a saved model; with --corruptions, its robustness",
+                     [*model, *data, *as_json, *_evaluate_options()]),
         "report": ("write report.html, its figures and report.json for a finished run", [
             (("run_dir",), dict(help="a run directory written by `imagerec train`")), *model[1:], *data,
-            (("--out",), dict(help="where to write the report (default RUN_DIR/report)")),
-            (("--robustness",), dict(action="store_true", help="add a robustness section: accuracy under every "
-                                     "corruption (see evaluate --corruptions)")),
-            (("--corruptions",), dict(default="all", metavar="all|cifar10c|user|NAME,...", help="with --robustness "
-                                      "(default all)")), *robustness]),
+            *_report_options()]),
         "predict": ("top-k labels for image files or folders", [
             *model, (("paths",), dict(nargs="+", help="image files or folders (searched recursively)")),
             (("--top-k",), dict(type=int, default=5, help="labels per image (default 5)")),
@@ -87,6 +76,27 @@ def _options():
             (("--name",), dict(default="cifar10", help="model name in /v1/models/NAME (default cifar10)")),
             *_serve_limits()]),
     }
+
+
+def _robustness_options() -> list:
+    return [(("--severities",), dict(default="1-5", help="corruption severities: 1-5, 3 or 1,3,5 (default 1-5)")),
+            (("--corruption-images",), dict(type=int, default=1000, help="test images corrupted, the same share of "
+                                            "each class (default 1000; 0: all)"))]
+
+
+def _evaluate_options() -> list:
+    return [(("--report",), dict(metavar="DIR", help="also write report.html and its figures there")),
+            (("--corruptions",), dict(metavar="all|cifar10c|user|NAME,...", help="also the accuracy on corrupted "
+                                      "copies of the test images (CIFAR-10-C's, with its parameters, and what users "
+                                      f"meet): {', '.join(CORRUPTION_NAMES)}")), *_robustness_options()]
+
+
+def _report_options() -> list:
+    return [(("--out",), dict(help="where to write the report (default RUN_DIR/report)")),
+            (("--robustness",), dict(action="store_true", help="add a robustness section: accuracy under every "
+                                     "corruption (see evaluate --corruptions)")),
+            (("--corruptions",), dict(default="all", metavar="all|cifar10c|user|NAME,...", help="with --robustness "
+                                      "(default all)")), *_robustness_options()]
 
 
 def _model_options() -> list:

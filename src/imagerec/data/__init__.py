@@ -8,6 +8,8 @@
     archives    extracting .tar.gz/.zip trees within limits    cifar   Keras' download and the pickles
     splits      stratified, seeded test and validation splits, and the seed they take
     exclude     `train --exclude`: a doctor's issues.csv or a list of paths, left out of the training rows
+    corruptions corrupted copies of images (`corrupt`): CIFAR-10-C's, computed in `cifar_c` with its own
+                parameters, and what users meet (GIF palettes, heavy JPEG, thumbnails, grayscale)
 
 Data flows one way from here: arrays → batches (`training`) → model. The names below are importable from
 `imagerec.data` itself, as before the package had rooms; each loads its module on first use.

@@ -4,7 +4,8 @@
     layers      imagerec's own Keras layers (registered as `imagerec>NAME`, names that saved models keep)
     tutorial    the tutorial's `seed` CNN and `tiny`      airbench   the airbench nets at any size
     backbones   Keras Applications backbones with a new head
-    inference   the saved model around a net (softmax, test-time views), parameters and FLOPs
+    inference   the saved model around a net (softmax, test-time views, a temperature), parameters and FLOPs
+    gradcam     Grad-CAM heatmaps of any family's net, on TensorFlow or JAX: where it looked
 
 Every model takes raw 0-255 RGB pixels and rescales inside itself, so each saved format (Keras, HDF5,
 SavedModel, TFLite, ONNX) takes the same input. The names below are importable from `imagerec.models`

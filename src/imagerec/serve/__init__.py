@@ -5,6 +5,7 @@
     guard       the ASGI guard: framing, body deadline and size, slots, the request's deadline
     inputs      image files and TF Serving documents → pixel batches   dataplane   worker threads, inference
     app         `create_app`: the page, /predict, errors as JSON       tf_serving  TF Serving's routes
+    explain     `:explain` and the page's /explain: predictions with Grad-CAM heatmaps, its own slots
     server      `run_server`: uvicorn with a header deadline; `check_address_free`
 
 Only `imagerec serve` imports FastAPI, Starlette, uvicorn and h11 (through `app` and `server`). The names below

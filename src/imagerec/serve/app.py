@@ -8,6 +8,9 @@ Routes (every error is JSON `{"error": "..."}`, with TensorFlow Serving's status
   GET  /v1/models/NAME[/versions/1]/metadata  TF Serving signature (input shape, dtype) plus class names
   POST /v1/models/NAME[/versions/1]:predict   {"instances": [...]} or {"inputs": [...]}: H x W x 3 pixel
                                             arrays (0-255) or {"b64": "<image file, base64>"}
+  POST /v1/models/NAME[/versions/1]:explain   :predict's body; the predictions and, per image, where the model
+                                            looked (Grad-CAM: an H x W heatmap, its overlay as a PNG data URL)
+  POST /explain?top_k=5                     /predict's upload, answered with an explanation per image
   GET  /healthz
 
 The model runs on one dedicated thread, never on the event loop; requests that arrive while it is busy (or
@@ -41,7 +44,7 @@ from starlette.requests import Request
 from imagerec.errors import UserError
 from imagerec.evaluation import predict
 from imagerec.models.registry import INPUT_NAME
-from imagerec.serve import dataplane, inputs, tf_serving
+from imagerec.serve import dataplane, explain, inputs, tf_serving
 from imagerec.serve.batching import Batcher
 from imagerec.serve.guard import RequestGuard
 from imagerec.serve.limits import DEADLINE_KEY, RequestError, ServeLimits
@@ -79,6 +82,7 @@ def _set_state(app, classifier, name: str, limits: ServeLimits) -> None:
                                 limits.batching)
     # JSON parsing and decoding hold the GIL for long stretches: a few threads bound how many requests do it at
     # once (and the memory their parsed bodies take), and keep the event loop free for everyone else.
+    explain.setup(app, limits)
     app.state.workers = concurrent.futures.ThreadPoolExecutor(max_workers=limits.workers,
                                                               thread_name_prefix="imagerec-parse")
     # Read once. The page shows the top 5 labels, or every class of a model with fewer (top_k is at most that).
@@ -102,7 +106,7 @@ async def _page(request: Request):
 
     nonce = secrets.token_urlsafe(16)
     return HTMLResponse(request.app.state.page.replace("{{NONCE}}", nonce), headers={"Content-Security-Policy": (
-        f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; img-src blob:; "
+        f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; img-src blob: data:; "
         "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")})
 
 
@@ -113,13 +117,7 @@ async def _healthz(request: Request):
 async def _predict_upload(request: Request):
     state = request.app.state
     classifier, limits, deadline = state.classifier, state.limits, request.scope[DEADLINE_KEY]
-    default_top_k = str(min(PAGE_TOP_K, len(classifier.class_names)))  # 5, or every class of a smaller model
-    top_k = _parse_top_k(request.query_params.get("top_k", default_top_k), len(classifier.class_names))
-    form = await request.form(max_files=limits.max_images, max_fields=limits.max_images)
-    uploads = [(key, value) for key, value in form.multi_items() if not isinstance(value, str)]
-    if not uploads:
-        raise RequestError(400, "no image in the request: POST multipart/form-data with one or more files")
-    contents = [(upload.filename or key, await upload.read()) for key, upload in uploads]
+    contents, top_k = await inputs.read_upload(request, PAGE_TOP_K)
     images = await dataplane.in_worker(request, lambda: inputs.decode_images(contents, classifier.input_shape[:2],
                                                                              limits, deadline))
     probabilities = await dataplane.infer(request, images.astype(np.float32))
@@ -129,7 +127,7 @@ async def _predict_upload(request: Request):
 
 
 ROUTES = (("GET", "/", _page), ("GET", "/healthz", _healthz), ("POST", "/predict", _predict_upload),
-          *tf_serving.ROUTES)
+          *tf_serving.ROUTES, *explain.ROUTES)
 
 
 # ---------------------------------------------------------------- errors as JSON
@@ -159,13 +157,6 @@ async def _unexpected_error(request, error: Exception):
 
     LOGGER.exception("unexpected error serving %s", request.url.path)
     return JSONResponse({"error": "internal error (logged on the server)"}, status_code=500)
-
-
-def _parse_top_k(text: str, num_classes: int) -> int:
-    # ASCII digits only: str.isdigit() also accepts "²" (which int() refuses) and "١" or "５" (which it takes).
-    if not re.fullmatch(r"[0-9]{1,4}", text) or not 1 <= int(text) <= num_classes:
-        raise RequestError(400, f"top_k must be a whole number from 1 to {num_classes}, got {text[:20]!r}")
-    return int(text)
 
 
 def _html(text: str) -> str:

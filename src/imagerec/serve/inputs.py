@@ -4,6 +4,7 @@ request's limits and deadline) and TF Serving's predict documents."""
 import base64
 import binascii
 import json
+import re
 import time
 
 import numpy as np
@@ -130,3 +131,23 @@ def _instance_to_image(item, index: int, input_shape):
 def _describe_dtype(array: np.ndarray) -> str:
     return {"b": "booleans", "U": "strings", "S": "strings", "O": "mixed values"}.get(array.dtype.kind,
                                                                                      str(array.dtype))
+
+
+async def read_upload(request, default_top_k: int) -> tuple:
+    """([(filename, bytes)] of a multipart upload, top_k): what /predict and /explain take."""
+    state = request.app.state
+    classifier, limits = state.classifier, state.limits
+    shown = str(min(default_top_k, len(classifier.class_names)))  # 5, or every class of a smaller model
+    top_k = parse_top_k(request.query_params.get("top_k", shown), len(classifier.class_names))
+    form = await request.form(max_files=limits.max_images, max_fields=limits.max_images)
+    uploads = [(key, value) for key, value in form.multi_items() if not isinstance(value, str)]
+    if not uploads:
+        raise RequestError(400, "no image in the request: POST multipart/form-data with one or more files")
+    return [(upload.filename or key, await upload.read()) for key, upload in uploads], top_k
+
+
+def parse_top_k(text: str, num_classes: int) -> int:
+    # ASCII digits only: str.isdigit() also accepts "²" (which int() refuses) and "١" or "５" (which it takes).
+    if not re.fullmatch(r"[0-9]{1,4}", text) or not 1 <= int(text) <= num_classes:
+        raise RequestError(400, f"top_k must be a whole number from 1 to {num_classes}, got {text[:20]!r}")
+    return int(text)

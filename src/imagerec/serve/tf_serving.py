@@ -28,7 +28,7 @@ def model_metadata(name: str, classifier, input_name: str, version: str = "1") -
 
 
 async def predict(request: Request, model_name: str, version: str | None = None):
-    _check_model(request, model_name, version)
+    check_model(request, model_name, version)
     state, body, deadline = request.app.state, await request.body(), request.scope[DEADLINE_KEY]
     # A 16 MB body is ~0.4 s of parsing: on a worker thread.
     batch, key = await dataplane.in_worker(request, lambda: inputs.predict_body_to_batch(
@@ -46,7 +46,8 @@ async def metadata(request: Request, model_name: str, version: str | None = None
                           _check_get(request, model_name, version))
 
 
-def _check_model(request, model_name: str, version: str | None = None) -> str:
+def check_model(request, model_name: str, version: str | None = None) -> str:
+    """The version served ("1"); 404 for another model's name or version."""
     if model_name != request.app.state.model_name or version not in (None, "1"):
         raise RequestError(404, f"Servable not found for request: "
                                 f"{'Latest' if version is None else 'Specific'}({model_name}"
@@ -57,7 +58,7 @@ def _check_model(request, model_name: str, version: str | None = None) -> str:
 def _check_get(request, model_name: str, version: str | None) -> str:
     if ":" in (version or model_name):  # GET /v1/models/NAME:predict: the route exists for POST only
         raise RequestError(405, f"method GET not allowed here: {(version or model_name).split(':')[-1]} takes POST")
-    return _check_model(request, model_name, version)
+    return check_model(request, model_name, version)
 
 
 ROUTES = (

@@ -1,0 +1,88 @@
+"""The explain verb (KServe v1's `:explain`, TorchServe's `explanations`): the predictions, plus where the model
+looked for each image (a Grad-CAM heatmap, `models.gradcam`), as an H x W array and as a PNG data URL of the
+heatmap over the image. `POST /v1/models/NAME:explain` takes `:predict`'s body; `POST /explain` the page's
+upload. A backward pass costs ~2x a forward one and holds its gradients, so explanations have their own, lower
+limit of concurrent requests (`max_concurrent_explain`, else 503): a burst of them cannot starve predictions."""
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+from starlette.requests import Request
+
+from imagerec.evaluation import explain, predict
+from imagerec.serve import dataplane, inputs, tf_serving
+from imagerec.serve.limits import DEADLINE_KEY, RETRY_AFTER_S, RequestError, deadline_error
+
+_BUILD_LOCK = threading.Lock()
+PAGE_TOP_K = 5  # as /predict
+
+
+def setup(app, limits) -> None:
+    """The app's explanation state: its slots, and the explainer built on first use."""
+    app.state.explain_slots = asyncio.Semaphore(limits.max_concurrent_explain)
+    app.state.explainer = None
+
+
+async def explain_v1(request: Request, model_name: str, version: str | None = None):
+    tf_serving.check_model(request, model_name, version)
+    state, body, deadline = request.app.state, await request.body(), request.scope[DEADLINE_KEY]
+    batch, key = await dataplane.in_worker(request, lambda: inputs.predict_body_to_batch(
+        body, state.input_name, state.classifier.input_shape, state.limits, deadline))
+    probabilities, explanations = await _explained(request, batch)
+    return {key: probabilities.tolist(), "explanations": explanations}
+
+
+async def explain_upload(request: Request):
+    """The page's upload, as `/predict` takes it, answered with its top labels and an explanation per image."""
+    state = request.app.state
+    contents, top_k = await inputs.read_upload(request, PAGE_TOP_K)
+    images = await dataplane.in_worker(request, lambda: inputs.decode_images(
+        contents, state.classifier.input_shape[:2], state.limits, request.scope[DEADLINE_KEY]))
+    probabilities, explanations = await _explained(request, images.astype(np.float32))
+    return {"model": state.model_name, "predictions": [
+        {"filename": filename, "top": predict.top_k_labels(row, state.classifier.class_names, top_k), **explained}
+        for (filename, _), row, explained in zip(contents, probabilities, explanations)]}
+
+
+async def _explained(request: Request, batch: np.ndarray):
+    """(probabilities, [{"label", "heatmap", "overlay"}]) of a float32 batch, within an explanation slot and the
+    request's deadline."""
+    state = request.app.state
+    if state.classifier.keras_model is None:
+        raise RequestError(501, f"this model ({state.classifier.format}) cannot explain: serve a run directory or "
+                                f"a .keras/.h5 file, whose graph Grad-CAM takes gradients of")
+    slots = state.explain_slots
+    if slots.locked():
+        raise RequestError(503, f"{state.limits.max_concurrent_explain} explanation(s) already being computed; "
+                                f"try again", {"Retry-After": str(RETRY_AFTER_S)})
+    async with slots:
+        probabilities = await dataplane.infer(request, batch)
+        classes = probabilities.argmax(axis=1)
+        remaining = max(0.0, request.scope[DEADLINE_KEY] - time.monotonic())
+        try:
+            maps = await asyncio.wait_for(dataplane.in_worker(request, lambda: _explainer(state)(batch, classes)),
+                                          remaining)
+        except asyncio.TimeoutError:
+            raise deadline_error("explanation") from None
+    names = state.classifier.class_names
+    pixels = np.clip(batch, 0, 255).astype(np.uint8)
+    return probabilities, [{"label": names[index], "heatmap": np.round(heatmap, 4).tolist(),
+                            "overlay": explain.data_url(explain.enlarged(explain.overlay(image, heatmap)))}
+                           for index, image, heatmap in zip(classes, pixels, maps)]
+
+
+def _explainer(state):
+    """The app's GradCam, built once (on a worker thread: it builds Keras models)."""
+    with _BUILD_LOCK:
+        if state.explainer is None:
+            state.explainer = explain.explainer(state.classifier)
+    return state.explainer
+
+
+ROUTES = (
+    ("POST", "/explain", explain_upload),
+    ("POST", "/v1/models/{model_name}:explain", explain_v1),
+    ("POST", "/v1/models/{model_name}/versions/{version}:explain", explain_v1),
+)

@@ -153,3 +153,26 @@ def test_random_resized_crops_are_the_same_on_jax_as_in_tensorflow(tmp_path):
                                           plan["flips"][0], 0)
     np.testing.assert_allclose(np.load(tmp_path / "jax.npy"), np.asarray(expected), atol=1e-3)
     assert airbench.crops_for(recipes.get_recipe("airbench_small"), (48, 48, 3))
+
+
+def test_corruption_augmentation_is_the_same_on_jax_as_in_tensorflows_tf_data(tmp_path):
+    """`corruption_augment`: JAX corrupts in its compiled step what TensorFlow's tf.data corrupts, alike."""
+    from imagerec.training import airbench, augment
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)
+    labels = np.arange(16, dtype=np.int32) % 4
+    (tf_images, _), = list(airbench.airbench_batches(images, labels, 16, 1, 5, 2, True, corruption_share=1.0))
+    plan = airbench.epoch_plan(16, 16, seed=5, epoch=0, translate=2, alternating_flip=True, corruption_share=1.0)
+    np.savez(tmp_path / "batch.npz", images=images[plan["indices"][0]], offsets=plan["offsets"][0],
+             flips=plan["flips"][0], boxes=plan["boxes"][0], corrupt=plan["corrupt"][0])
+    code = ("import numpy as np; import no_tensorflow; from keras import ops; from imagerec import models; "
+            "from imagerec.training import airbench, augment, recipes; "
+            f"batch = dict(np.load({str(tmp_path / 'batch.npz')!r})); "
+            "trainer = airbench.AirbenchTrainer(models.build_model('airbench_small', 4), "
+            "recipes.get_recipe('airbench_small', corruption_augment=1.0)); "
+            "trainer.noise_bank = ops.convert_to_tensor(augment.noise_bank(5, (32, 32, 3))); "
+            f"np.save({str(tmp_path / 'jax.npy')!r}, np.asarray(trainer.augmented(batch)))")
+    _run(["-c", code], "jax")
+    np.testing.assert_allclose(np.load(tmp_path / "jax.npy"), np.asarray(tf_images), atol=1e-2)
+    assert set(plan["corrupt"][0][:, 0].astype(int)) <= set(range(1, len(augment.CORRUPTION_KINDS)))

@@ -108,3 +108,17 @@ def test_random_resized_crop_boxes_are_seeded_inside_the_image_and_leave_the_res
     assert airbench.crops_for(recipes.get_recipe("airbench_small"), (64, 64, 3))
     assert not airbench.crops_for(recipes.get_recipe("airbench_small"), (32, 32, 3))
     assert not airbench.crops_for(recipes.get_recipe("airbench_small", crop_scale=1.0), (64, 64, 3))
+
+
+def test_a_run_with_corruption_augmentation_saves_a_model_of_raw_pixels_that_every_export_matches(dataset, tmp_path):
+    """The corruptions are training's alone: the saved model takes raw pixels as any other, and the TFLite and
+    ONNX exports give its probabilities (their parity checks)."""
+    from imagerec.export.checked import export_model
+    from imagerec.training import run
+
+    recipe = recipes.get_recipe("airbench_small", epochs=2, batch_size=16, corruption_augment=0.5)
+    result = run.train(dataset, recipe, tmp_path / "run", verbose=0, report=False)
+    assert result.metrics["recipe"]["corruption_augment"] == 0.5
+    for format_name in ("tflite", "onnx"):
+        exported = export_model(result.model, tmp_path / f"model.{format_name}", format_name, dataset, check_images=16)
+        assert exported.top1_agreement == 1.0 and exported.max_abs_difference < 1e-5

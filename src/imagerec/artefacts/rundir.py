@@ -59,7 +59,7 @@ def check_finished(run_dir) -> Path:
 
 # ---------------------------------------------------------------- settings and resume state
 
-ADDED_SETTINGS = {"calibration_images": 1000}  # recipe fields newer than some run.json files, and their defaults
+ADDED_SETTINGS = {"calibration_images": 1000, "corruption_augment": 0.0}  # recipe fields newer than some run.json files, and their defaults
 
 
 def record_settings(run_dir, settings: dict, resume: bool) -> None:

@@ -34,7 +34,7 @@ def whitening_sample_size(whitening_images: int, image_shape) -> int:
 
 
 def epoch_plan(count: int, batch_size: int, seed: int, epoch: int, translate: int, alternating_flip: bool,
-               crop_scale: float = 1.0) -> dict:
+               crop_scale: float = 1.0, corruption_share: float = 0.0) -> dict:
     """One epoch's batches as index arrays: "indices" (steps, batch) into the training images (a seeded
     permutation, the last partial batch dropped), "offsets" (steps, batch, 2) crop offsets in [0, 2 * translate],
     "flips" (steps, batch) mirror or not, "boxes" (steps, batch, 4) random resized crops (top, left, height,
@@ -54,7 +54,16 @@ def epoch_plan(count: int, batch_size: int, seed: int, epoch: int, translate: in
     else:
         flips = rng.random((steps, batch_size)) < 0.5
     return {"indices": order.astype(np.int32), "offsets": offsets, "flips": flips,
-            "boxes": _crop_boxes(np.random.default_rng([seed, epoch, 2]), (steps, batch_size), crop_scale)}
+            "boxes": _crop_boxes(np.random.default_rng([seed, epoch, 2]), (steps, batch_size), crop_scale),
+            "corrupt": _corruption_plan(np.random.default_rng([seed, epoch, 3]), (steps, batch_size),
+                                        corruption_share)}
+
+
+def _corruption_plan(rng, shape, share: float) -> np.ndarray:
+    """(kind, strength, noise plane) per image, float32 (*shape, 3): `share` of the images get one of
+    `augment.CORRUPTION_KINDS`' corruptions (uniformly), at a strength uniform in [0, 1]."""
+    kinds = np.where(rng.random(shape) < share, rng.integers(1, len(augment.CORRUPTION_KINDS), shape), 0)
+    return np.stack([kinds, rng.random(shape), rng.integers(0, augment.NOISE_BANK, shape)], axis=-1).astype(np.float32)
 
 
 def _crop_boxes(rng, shape, crop_scale: float) -> np.ndarray:
@@ -70,16 +79,19 @@ def _crop_boxes(rng, shape, crop_scale: float) -> np.ndarray:
 
 
 def plan_batches(count: int, batch_size: int, epochs: int, seed: int, translate: int, alternating_flip: bool,
-                 first_epoch: int = 0, crop_scale: float = 1.0):
-    """Yield (indices, offsets, flips, boxes) of every step of epochs `first_epoch`..`epochs - 1`."""
+                 first_epoch: int = 0, crop_scale: float = 1.0, corruption_share: float = 0.0):
+    """Yield (indices, offsets, flips, boxes, corrupt) of every step of epochs `first_epoch`..`epochs - 1`."""
     for epoch in range(first_epoch, epochs):
-        plan = epoch_plan(count, batch_size, seed, epoch, translate, alternating_flip, crop_scale)
-        yield from zip(plan["indices"], plan["offsets"], plan["flips"], plan["boxes"])
+        plan = epoch_plan(count, batch_size, seed, epoch, translate, alternating_flip, crop_scale, corruption_share)
+        yield from zip(plan["indices"], plan["offsets"], plan["flips"], plan["boxes"], plan["corrupt"])
 
 
-def augment_planned(images, offsets, flips, boxes, translate: int, crop: bool):
-    """A planned batch augmented (float32): with `crop`, the random resized crops (which move the image
-    themselves) then the flips; else airbench's shifts and flips."""
+def augment_planned(images, offsets, flips, boxes, translate: int, crop: bool, corrupt=None, bank=None):
+    """A planned batch augmented (float32): corrupted as planned when a noise `bank` is given (before the crop
+    and flip, which then move the noise too), then with `crop` the random resized crops (which move the image
+    themselves) and the flips; else airbench's shifts and flips."""
+    if bank is not None:
+        images = augment.corrupt_planned(images, corrupt, bank)
     if crop:
         return augment.translate_and_flip(augment.resized_crop(images, boxes), offsets, flips, 0)
     return augment.translate_and_flip(images, offsets, flips, translate)
@@ -91,48 +103,54 @@ def crops_for(recipe, image_shape) -> bool:
 
 
 def airbench_batches(images, labels, batch_size: int, epochs: int, seed: int, translate: int,
-                     alternating_flip: bool, first_epoch: int = 0, crop_scale: float = 1.0):
+                     alternating_flip: bool, first_epoch: int = 0, crop_scale: float = 1.0,
+                     corruption_share: float = 0.0):
     """Epochs `first_epoch`..`epochs - 1` of training batches as one stream for `AirbenchTrainer`.
 
     On other backends than TensorFlow, a generator of ({"images": uint8 (B, H, W, C), "offsets", "flips",
     "boxes"}, labels): the trainer augments in its compiled step, on the device. On TensorFlow, a
     tf.data.Dataset of (augmented float32 images, labels): the same `augment_planned` runs in the tf.data
     map, overlapping the train step (in the step it cost 3-5% of the small net's throughput on 2 cores).
-    `crop_scale` < 1: random resized crops instead of shifts."""
-    plans = plan_batches(len(labels), batch_size, epochs, seed, translate, alternating_flip, first_epoch, crop_scale)
+    `crop_scale` < 1: random resized crops instead of shifts. `corruption_share` > 0: that share of the images
+    corrupted (`augment.corrupt_planned`, with `augment.noise_bank(seed)`)."""
+    plans = plan_batches(len(labels), batch_size, epochs, seed, translate, alternating_flip, first_epoch, crop_scale,
+                         corruption_share)
     crop = crop_scale < 1
     if not backends.is_tensorflow():
-        return (({"images": images[indices], "offsets": offsets, "flips": flips, "boxes": boxes}, labels[indices])
-                for indices, offsets, flips, boxes in plans)
+        return (({"images": images[indices], "offsets": offsets, "flips": flips, "boxes": boxes, "corrupt": corrupt},
+                 labels[indices]) for indices, offsets, flips, boxes, corrupt in plans)
     import tensorflow as tf
 
     steps = list(plans)
     if not steps:  # a resumed run that had finished its epochs: nothing left to train
         return tf.data.Dataset.from_tensor_slices((images[:0].astype(np.float32), labels[:0])).batch(batch_size)
 
-    def augmented(batch_images, batch_labels, step_offsets, step_flips, step_boxes):
-        return augment_planned(batch_images, step_offsets, step_flips, step_boxes, translate, crop), batch_labels
+    bank = tf.constant(augment.noise_bank(seed, images.shape[1:])) if corruption_share > 0 else None
+
+    def augmented(batch_images, batch_labels, step_offsets, step_flips, step_boxes, step_corrupt):
+        return augment_planned(batch_images, step_offsets, step_flips, step_boxes, translate, crop, step_corrupt,
+                               bank), batch_labels
 
     if images.nbytes > batches.IN_GRAPH_BYTES:  # a memory map: gathered on the host, batch by batch
         # Fixed, small buffers: AUTOTUNE grows them while the step is slower than the feed, by ~100 MB a batch
         # at 128 px, which is memory the data set was kept out of memory to save.
         return _gathered_on_host(images, labels, steps).map(augmented, num_parallel_calls=2).prefetch(2)
-    indices, offsets, flips, boxes = (np.stack(column) for column in zip(*steps))
+    indices, offsets, flips, boxes, corrupt = (np.stack(column) for column in zip(*steps))
     images, labels = tf.constant(images), tf.constant(labels)
-    return tf.data.Dataset.from_tensor_slices((indices, offsets, flips, boxes)).map(
+    return tf.data.Dataset.from_tensor_slices((indices, offsets, flips, boxes, corrupt)).map(
         lambda step_indices, *rest: augmented(tf.gather(images, step_indices), tf.gather(labels, step_indices), *rest),
         num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def _gathered_on_host(images, labels, steps):
     """The planned batches gathered from `images` (a memory map) by NumPy: (uint8 images, labels, offsets, flips,
-    boxes)."""
+    boxes, corrupt)."""
     import tensorflow as tf
 
     batch_size = len(steps[0][0])
     signature = (tf.TensorSpec((batch_size, *images.shape[1:]), tf.uint8), tf.TensorSpec((batch_size,), tf.int32),
                  tf.TensorSpec((batch_size, 2), tf.int32), tf.TensorSpec((batch_size,), tf.bool),
-                 tf.TensorSpec((batch_size, 4), tf.float32))
+                 tf.TensorSpec((batch_size, 4), tf.float32), tf.TensorSpec((batch_size, 3), tf.float32))
     return tf.data.Dataset.from_generator(
         lambda: ((images[indices], labels[indices], *rest) for indices, *rest in steps), output_signature=signature)
 
@@ -149,6 +167,7 @@ class AirbenchTrainer(keras.Model):
         self.translate = translate_pixels(recipe.translate, net.input_shape[1:])
         self.crop = crops_for(recipe, net.input_shape[1:])
         self.lookahead_state = optim.LookaheadState(net)  # checkpointed with the trainer (resume)
+        self.noise_bank = None  # `fit` sets it where the compiled step corrupts (not TensorFlow: tf.data does)
         self.built = True  # the net is built; BackupAndRestore requires it
 
     def call(self, inputs, training=False):
@@ -157,7 +176,7 @@ class AirbenchTrainer(keras.Model):
     def augmented(self, batch: dict):
         """A planned batch's images, shifted and mirrored as planned (float32)."""
         return augment_planned(batch["images"], batch["offsets"], batch["flips"], batch["boxes"], self.translate,
-                               self.crop)
+                               self.crop, batch.get("corrupt"), self.noise_bank)
 
 
 def smoothed_cross_entropy(label_smoothing: float, class_weights=None):
@@ -197,9 +216,11 @@ def fit(net, dataset, recipe, context: FitContext) -> None:
     lookahead = optim.Lookahead(net, trainer.lookahead_state, steps * recipe.epochs, steps,
                                 recipe.lookahead_start_epoch, recipe.lookahead_every, recipe.lookahead_decay,
                                 recipe.lookahead_power)
+    if recipe.corruption_augment > 0 and not backends.is_tensorflow():
+        trainer.noise_bank = ops.convert_to_tensor(augment.noise_bank(context.seed, dataset.image_shape))
     stream = airbench_batches(dataset.x_train, dataset.y_train, recipe.batch_size, recipe.epochs, context.seed,
                                trainer.translate, recipe.alternating_flip, context.first_epoch,
-                               recipe.crop_scale if trainer.crop else 1.0)
+                               recipe.crop_scale if trainer.crop else 1.0, recipe.corruption_augment)
     distribute.fit(trainer, stream, epochs=recipe.epochs, steps_per_epoch=steps, initial_epoch=context.first_epoch,
                    **context.fit_options(lookahead))
 

@@ -8,6 +8,7 @@ has surprising behaviour (keras-team/keras#21868).
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 
@@ -78,3 +79,37 @@ def resized_crop(images, boxes):
     transforms = ops.stack([box_width, zeros, left * width + 0.5 * box_width - 0.5,
                             zeros, box_height, top * height + 0.5 * box_height - 0.5, zeros, zeros], axis=1)
     return ops.image.affine_transform(images, transforms, interpolation="bilinear", fill_mode="reflect")
+
+
+# Corruption augmentation (the airbench recipes' `corruption_augment`): what CIFAR-10-C and users do to images,
+# drawn per image as planned (`airbench.epoch_plan`): 0 none, then noise, blur, low contrast, and the web palette's
+# 6 levels a channel with dithering noise (what a GIF does). Kept to Keras ops: both feeders run it.
+CORRUPTION_KINDS = ("none", "noise", "blur", "contrast", "palette")
+NOISE_SIGMA = 0.1 * 255  # the strongest noise: CIFAR-10-C's Gaussian noise at severity 5 (0.10 of the range)
+NOISE_BANK = 64  # planes of N(0, 1) noise an image's noise is taken from (flipped and shifted with it later)
+
+
+def noise_bank(seed: int, image_shape) -> np.ndarray:
+    """(NOISE_BANK, H, W, C) float32 standard normal noise, the same on every backend for a seed."""
+    return np.random.default_rng([seed, 7]).standard_normal((NOISE_BANK, *image_shape)).astype(np.float32)
+
+
+def corrupt_planned(images, plan, bank):
+    """A float32 batch (N, H, W, C), 0-255, with image i corrupted as planned: plan (N, 3) = (kind, strength in
+    [0, 1], noise plane); `bank` from `noise_bank`."""
+    images = ops.cast(images, "float32")
+    kinds = ops.reshape(ops.cast(plan[:, 0], "int32"), (-1, 1, 1, 1))
+    strength = ops.reshape(ops.cast(plan[:, 1], "float32"), (-1, 1, 1, 1))
+    noise = ops.take(bank, ops.cast(plan[:, 2], "int32"), axis=0)
+    noisy = images + strength * NOISE_SIGMA * noise
+    channels = images.shape[-1]
+    taps = ops.convert_to_tensor([0.27406862, 0.45186276, 0.27406862])  # a Gaussian of sigma 1, 3 taps
+    kernel = ops.tile(ops.reshape(ops.outer(taps, taps), (3, 3, 1, 1)), (1, 1, channels, 1))
+    padded = ops.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="reflect")
+    blurred = images + strength * (ops.depthwise_conv(padded, kernel, padding="valid") - images)
+    means = ops.mean(images, axis=(1, 2), keepdims=True)
+    faded = means + (images - means) * (1 - 0.85 * strength)  # down to CIFAR-10-C's contrast at severity 5
+    paletted = ops.round((images + 0.5 * NOISE_SIGMA * noise) / 51) * 51  # 6 levels, dithered by noise
+    out = ops.where(kinds == 1, noisy, ops.where(kinds == 2, blurred, ops.where(kinds == 3, faded,
+                                                                              ops.where(kinds == 4, paletted, images))))
+    return ops.clip(out, 0, 255)

@@ -121,6 +121,9 @@ class AirbenchRecipe:
     crop_scale: float = 0.35
     alternating_flip: bool = True  # each image mirrored on every other epoch (random start)
     test_time_augmentation: bool = True  # 6 views: image, mirror, 1-px shifts of both
+    # share of training images given a random corruption (noise, blur, low contrast, a dithered palette) at a
+    # random strength (`augment.corrupt_planned`): robustness to what CIFAR-10-C and users do to images; 0: off
+    corruption_augment: float = 0.0
     # > 0: the convolution filters train with Muon at this step size (airbench94_muon: 0.24), not SGD
     muon_learning_rate: float = 0.0
     muon_momentum: float = 0.6  # Muon's Nesterov momentum (airbench94_muon)
@@ -144,6 +147,9 @@ class AirbenchRecipe:
             raise UserError(f"`momentum` must be in [0, 1), got {self.momentum}")
         if self.translate < 0:
             raise UserError(f"`translate` must be 0 or more pixels, got {self.translate}")
+        if not 0 <= self.corruption_augment <= 1:
+            raise UserError(f"`corruption_augment` is the share of training images corrupted, in [0, 1], got "
+                            f"{self.corruption_augment}")
         if not 0 < self.crop_scale <= 1:
             raise UserError(f"`crop_scale` is the smallest share of the area a crop keeps, in (0, 1], got "
                             f"{self.crop_scale}")

@@ -16,7 +16,8 @@ clients send valid requests for 15 s, and reports the valid requests' latency an
 server's peak resident memory (the server-wide `--max-pending-mb` budget).
 
 Starts the real server (uvicorn, loopback only) once per mode, then for each concurrency level runs that many
-clients, each sending TF Serving REST requests (`POST /v1/models/cifar10:predict`, one 32x32 test image as a
+clients, each sending TF Serving REST requests (`POST /v1/models/cifar10:predict`, or `:explain` with
+`--verb explain`, one 32x32 test image as a
 JSON pixel array) back to back, until --duration-s or --max-requests, whichever comes first. Reports
 requests/s, p50/p95/p99 latency as the client sees it, the same percentiles of the server's own time (its
 `Server-Timing` header: from the request reaching the app to the response starting), and errors per level.
@@ -67,7 +68,8 @@ def start_server(model: str, batching: bool, extra: list) -> tuple:
     raise SystemExit("the server did not start within 120 s")
 
 
-async def load(url: str, bodies: list, concurrency: int, duration_s: float, max_requests: int) -> dict:
+async def load(url: str, bodies: list, concurrency: int, duration_s: float, max_requests: int,
+               verb: str = "predict") -> dict:
     latencies, server_ms, statuses, sent = [], [], collections.Counter(), 0
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
@@ -80,7 +82,7 @@ async def load(url: str, bodies: list, concurrency: int, duration_s: float, max_
                 sent += 1
                 started = time.perf_counter()
                 try:
-                    response = await client.post("/v1/models/cifar10:predict", content=body,
+                    response = await client.post(f"/v1/models/cifar10:{verb}", content=body,
                                                  headers={"Content-Type": "application/json"})
                     statuses[response.status_code] += 1
                     if response.status_code == 200:
@@ -240,6 +242,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", help="a run directory or model file, as for `imagerec serve`")
     parser.add_argument("--concurrency", type=int, nargs="*", default=[1, 8, 32])
+    parser.add_argument("--verb", choices=("predict", "explain"), default="predict",
+                        help="the TF Serving route loaded: :predict, or :explain (Grad-CAM per image)")
     parser.add_argument("--duration-s", type=float, default=15.0, help="per level (default 15)")
     parser.add_argument("--max-requests", type=int, default=3000, help="per level (default 3000)")
     parser.add_argument("--modes", nargs="+", choices=("batched", "unbatched"), default=["batched", "unbatched"])
@@ -256,10 +260,10 @@ def main() -> None:
     for mode in arguments.modes:
         server, url = start_server(arguments.model, mode == "batched", arguments.server_option)
         try:
-            asyncio.run(load(url, bodies, 4, 3.0, 200))  # warm-up: graph tracing, connection pools
+            asyncio.run(load(url, bodies, 4, 3.0, 200, arguments.verb))  # warm-up: graph tracing, connection pools
             for concurrency in arguments.concurrency:
-                results.append({"mode": mode, **asyncio.run(load(url, bodies, concurrency, arguments.duration_s,
-                                                                 arguments.max_requests))})
+                results.append({"mode": mode, "verb": arguments.verb, **asyncio.run(load(
+                    url, bodies, concurrency, arguments.duration_s, arguments.max_requests, arguments.verb))})
                 print(json.dumps(results[-1]), flush=True)
             if arguments.slow_clients:
                 results.append({"mode": mode, **slow_clients(url, arguments.slow_clients, bodies[0])})

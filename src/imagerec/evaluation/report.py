@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from imagerec import fileio  # noqa: E402
 from imagerec.evaluation import evaluate, report_html  # noqa: E402
-from imagerec.errors import printable  # noqa: E402
+from imagerec.errors import UserError, printable  # noqa: E402
 
 REPORT_JSON, REPORT_HTML = "report.json", "report.html"
 COLOUR_MAP = "viridis"  # perceptually uniform and monotonic in lightness: reads in grey too
@@ -123,7 +123,10 @@ def _mistake_heatmaps(classifier, images, mistakes):
 
     rows = np.asarray([mistake["index"] for mistake in mistakes])
     predicted = np.asarray([list(classifier.class_names).index(mistake["predicted"]) for mistake in mistakes])
-    maps = explain.heatmaps(explain.explainer(classifier), np.asarray(images)[rows], predicted)
+    try:
+        maps = explain.heatmaps(explain.explainer(classifier), np.asarray(images)[rows], predicted)
+    except UserError:  # a net with no spatial map to explain: the gallery is still worth drawing
+        return None
     return {int(row): heatmap for row, heatmap in zip(rows, maps)}
 
 

@@ -2,7 +2,8 @@
 looked for each image (a Grad-CAM heatmap, `models.gradcam`), as an H x W array and as a PNG data URL of the
 heatmap over the image. `POST /v1/models/NAME:explain` takes `:predict`'s body; `POST /explain` the page's
 upload. A backward pass costs ~2x a forward one and holds its gradients, so explanations have their own, lower
-limit of concurrent requests (`max_concurrent_explain`, else 503): a burst of them cannot starve predictions."""
+limit of concurrent requests (`max_concurrent_explain`; a few more wait, the rest get 503): a burst of them
+cannot starve predictions."""
 
 import asyncio
 import threading
@@ -12,16 +13,19 @@ import numpy as np
 from starlette.requests import Request
 
 from imagerec.evaluation import explain, predict
-from imagerec.serve import dataplane, inputs, tf_serving
-from imagerec.serve.limits import DEADLINE_KEY, RETRY_AFTER_S, RequestError, deadline_error
+from imagerec.serve import admission, dataplane, inputs, tf_serving
+from imagerec.serve.limits import DEADLINE_KEY, RequestError, deadline_error
 
 _BUILD_LOCK = threading.Lock()
 PAGE_TOP_K = 5  # as /predict
+WAITING_PER_SLOT = 8  # explanations that may wait for each slot; more are 503
 
 
 def setup(app, limits) -> None:
     """The app's explanation state: its slots, and the explainer built on first use."""
-    app.state.explain_slots = asyncio.Semaphore(limits.max_concurrent_explain)
+    # The server's own admission, smaller: `max_concurrent_explain` at work, WAITING_PER_SLOT a slot queued.
+    app.state.explain_admission = admission.Admission(limits.max_concurrent_explain,
+                                                      WAITING_PER_SLOT * limits.max_concurrent_explain)
     app.state.explainer = None
 
 
@@ -53,17 +57,12 @@ async def _explained(request: Request, batch: np.ndarray):
     if state.classifier.keras_model is None:
         raise RequestError(501, f"this model ({state.classifier.format}) cannot explain: serve a run directory or "
                                 f"a .keras/.h5 file, whose graph Grad-CAM takes gradients of")
-    slots = state.explain_slots
-    if slots.locked():
-        raise RequestError(503, f"{state.limits.max_concurrent_explain} explanation(s) already being computed; "
-                                f"try again", {"Retry-After": str(RETRY_AFTER_S)})
-    async with slots:
+    async with state.explain_admission.slot(request.scope[DEADLINE_KEY]):
         probabilities = await dataplane.infer(request, batch)
         classes = probabilities.argmax(axis=1)
-        remaining = max(0.0, request.scope[DEADLINE_KEY] - time.monotonic())
         try:
             maps = await asyncio.wait_for(dataplane.in_worker(request, lambda: _explainer(state)(batch, classes)),
-                                          remaining)
+                                          _remaining(request))
         except asyncio.TimeoutError:
             raise deadline_error("explanation") from None
     names = state.classifier.class_names
@@ -71,6 +70,10 @@ async def _explained(request: Request, batch: np.ndarray):
     return probabilities, [{"label": names[index], "heatmap": np.round(heatmap, 4).tolist(),
                             "overlay": explain.data_url(explain.enlarged(explain.overlay(image, heatmap)))}
                            for index, image, heatmap in zip(classes, pixels, maps)]
+
+
+def _remaining(request: Request) -> float:
+    return max(0.0, request.scope[DEADLINE_KEY] - time.monotonic())
 
 
 def _explainer(state):

@@ -34,7 +34,7 @@ class ServeLimits:
     max_concurrent: int = _limit(64, "complete requests being parsed, decoded or run at once; more wait in the "
                                      "queue", 4096)
     max_concurrent_explain: int = _limit(2, "explanations (Grad-CAM: a forward and a backward pass each) computed "
-                                            "at once; one more gets 503 + Retry-After", 256)
+                                            "at once; 8 more per slot wait, beyond that 503 + Retry-After", 256)
     max_queue: int = _limit(512, "requests waiting for a work slot; one more gets 503 + Retry-After", 65536)
     timeout_s: float = _limit(30.0, "deadline of a request from its arrival: body, parsing, decoding, queue and "
                                     "inference (504)", 3600)

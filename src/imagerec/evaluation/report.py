@@ -77,7 +77,9 @@ SECTIONS = ("Training", "Errors by class", "Calibration", "Robustness", "Mistake
 
 def _figures(numbers: dict, class_names, images, dataset, history, robustness, heatmaps) -> list:
     """Every figure the report has, in page order."""
-    figures = [Figure(f"{metric}.png", "Training", f"{metric.capitalize()} per epoch, training and validation",
+    validated = bool(history) and all("val_accuracy" in record for record in history)
+    figures = [Figure(f"{metric}.png", "Training", f"{metric.capitalize()} per epoch"
+                      + (", training and validation" if validated else ", training images"),
                       lambda path, metric=metric: plot_curves(history, metric, path))
                for metric in (("accuracy", "loss") if history else ())]
     figures += [
@@ -87,7 +89,8 @@ def _figures(numbers: dict, class_names, images, dataset, history, robustness, h
                lambda path: plot_confusion(numbers, class_names, path, normalise=True)),
         Figure("reliability.png", "Calibration", "Reliability: how often answers of each confidence are right"
                + (", before and after the temperature" if "calibration_before" in numbers else ""),
-               lambda path: plot_reliability(numbers["calibration"], path, numbers.get("calibration_before"))),
+               lambda path: plot_reliability(numbers["calibration"], path, numbers.get("calibration_before")),
+               wide="calibration_before" in numbers),
     ]
     if robustness is not None:
         figures.append(Figure("robustness.png", "Robustness", "Accuracy on corrupted copies of the test images, "

@@ -62,6 +62,17 @@ def test_the_slice_is_held_out_of_training_and_never_the_test_split():
     assert calibration.hold_out(dataset, 0, seed=0)[1] is None
 
 
+def test_training_images_read_from_disk_are_not_copied_for_a_slice(monkeypatch):
+    """A memory-mapped training set over the in-graph size is read batch by batch (data larger than memory):
+    taking a slice out of it would copy it all into memory, so none is taken, and the note says how to calibrate."""
+    from imagerec.training import batches
+
+    dataset = _noisy_dataset(6000)
+    monkeypatch.setattr(batches, "IN_GRAPH_BYTES", dataset.x_train.nbytes - 1)
+    kept, held_out, why_not = calibration.hold_out(dataset, 1000, seed=0)
+    assert held_out is None and kept is dataset and "--validation holdout" in why_not
+
+
 def test_a_run_fits_its_temperature_on_the_held_out_images_only(monkeypatch, tmp_path):
     """Fails if the temperature were fitted on training or test images: the probabilities the fit sees are the
     uncalibrated model's on exactly the held-out slice, which the net did not train on."""

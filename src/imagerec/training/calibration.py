@@ -13,6 +13,7 @@ import dataclasses
 import numpy as np
 
 from imagerec.data import splits
+from imagerec.training import batches
 
 MAX_SHARE = 0.02  # of the training split, held out for calibration when there is no validation hold-out
 MIN_IMAGES = 100  # fewer held-out images than this fit a temperature too noisy to trust: none is fitted
@@ -35,11 +36,16 @@ class CalibrationSet:
 def hold_out(dataset, requested: int, seed: int):
     """(the dataset to train on, a CalibrationSet or None, why none): the validation hold-out when the dataset has
     one; else min(`requested`, 2% of train/) stratified training images, taken out of the training split;
-    None when `requested` is 0 or that would be fewer than MIN_IMAGES."""
+    None when `requested` is 0, that would be fewer than MIN_IMAGES, or the training images are too large to copy
+    (a memory-mapped set over `batches.IN_GRAPH_BYTES`, which training reads from disk)."""
     if requested <= 0:
         return dataset, None, "calibration_images is 0"
     if dataset.y_val is not None and len(dataset.y_val) >= MIN_IMAGES:
         return dataset, CalibrationSet(dataset.x_val, np.asarray(dataset.y_val), "validation"), None
+    if dataset.x_train.nbytes > batches.IN_GRAPH_BYTES:  # memory-mapped, read batch by batch: do not copy it
+        return dataset, None, (f"the {dataset.x_train.nbytes / 2**20:,.0f} MB of training images are read from disk "
+                               f"batch by batch and a slice would copy them into memory: train with --validation "
+                               f"holdout (decoded apart) to calibrate on its images")
     count = min(requested, int(len(dataset.y_train) * MAX_SHARE))
     if count < MIN_IMAGES:
         return dataset, None, (f"{MIN_IMAGES} held-out images are needed and 2% of {len(dataset.y_train)} training "

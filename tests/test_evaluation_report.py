@@ -94,3 +94,31 @@ def test_control_characters_in_class_names_reach_no_figure_and_no_warning(tmp_pa
         warnings.simplefilter("always")
         report.write_report(tmp_path / "report", classifier, images, labels)
     assert not [str(warning.message) for warning in caught if "Glyph" in str(warning.message)]
+
+
+def test_report_robustness_adds_its_table_and_figure_and_the_sections_read_in_order(airbench_run, tmp_path):
+    """`imagerec report --robustness`: the numbers in report.json, the heat-table figure, the HTML table; the
+    page's sections in the order a user asks (headline, training, errors, calibration, robustness, mistakes, data)."""
+    out = tmp_path / "report"
+    result = run_cli("report", airbench_run, "--out", out, "--robustness", "--corruptions", "contrast,gif_web",
+                     "--severities", "1,5", "--corruption-images", "8")
+    assert result.returncode == 0, result.stderr
+    numbers = json.loads((out / "report.json").read_text())["robustness"]
+    assert set(numbers["corruptions"]) == {"contrast", "gif_web"} and numbers["count"] == 8
+    assert list(numbers["corruptions"]["contrast"]["accuracy"]) == ["1", "5"]
+    with Image.open(out / "robustness.png") as figure:
+        assert figure.format == "PNG"
+    page = (out / "report.html").read_text()
+    headings = re.findall(r"<h2>([^<]+)</h2>", page)
+    assert headings == ["Training", "Errors by class", "Calibration", "Robustness", "Mistakes", "Data", "Run"]
+    assert "gif_web *" in page and "Left out: frost" in page
+
+
+def test_the_mistakes_are_shown_beside_where_the_model_looked(classifier, dataset, tmp_path):
+    from imagerec.evaluation import report
+
+    wrong = (np.asarray(dataset.y_test) + 1) % len(classifier.class_names)  # every answer now a mistake
+    report.write_report(tmp_path, classifier, dataset.x_test, wrong)
+    assert "where the model looked (Grad-CAM)" in (tmp_path / "report.html").read_text()
+    with Image.open(tmp_path / "mistakes.png") as gallery:  # 16 mistakes: 2 rows of 8, each above its heatmap
+        assert gallery.height > 4 * 2.0 * 100

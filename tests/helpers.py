@@ -232,3 +232,11 @@ def share_on_shape(maps: np.ndarray, boxes: np.ndarray, margin: int = 2) -> floa
     rows, columns = np.unravel_index(maps.reshape(len(maps), -1).argmax(axis=1), maps.shape[1:])
     return float(((rows >= boxes[:, 0] - margin) & (rows < boxes[:, 0] + SHAPE_SIDE + margin)
                   & (columns >= boxes[:, 1] - margin) & (columns < boxes[:, 1] + SHAPE_SIDE + margin)).mean())
+
+
+def watched_page(browser):
+    """(a new page, the console errors and page errors it records): what every page test checks is empty."""
+    page, problems = browser.new_page(), []
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    return page, problems

@@ -10,7 +10,7 @@ from imagerec import data
 from imagerec.artefacts import loading
 from imagerec.serve import ServeLimits, create_app
 
-from helpers import chromium_path
+from helpers import chromium_path, watched_page
 from serve_helpers import (request, instances_request, assert_error, saving_predict, BAD_REQUESTS, materialise)
 
 httpx = pytest.importorskip("httpx")
@@ -56,13 +56,11 @@ def test_page_labels_a_chosen_and_a_dropped_image_in_headless_chromium(live_serv
     from playwright.sync_api import expect, sync_playwright
 
     photo = image_folder / "test" / "blue_checks" / "002.jpg"  # 32x32, as most synthetic images
-    problems, requests = [], []
+    requests = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
         try:
-            page = browser.new_page()
-            page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
-            page.on("pageerror", lambda error: problems.append(str(error)))
+            page, problems = watched_page(browser)
             page.on("request", lambda sent: requests.append(sent.url))
             page.goto(live_server + "/")
             page.set_input_files("#files", str(photo))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import chromium_path
+from helpers import chromium_path, watched_page
 from imagerec.artefacts import loading
 from imagerec.models import gradcam
 from imagerec.serve.app import create_app
@@ -106,13 +106,10 @@ def test_the_pages_switch_shows_where_the_model_looked_in_chromium(live_server, 
     from playwright.sync_api import sync_playwright
 
     photo = image_folder / "test" / "blue_checks" / "002.jpg"
-    problems = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
         try:
-            page = browser.new_page()
-            page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
-            page.on("pageerror", lambda error: problems.append(str(error)))
+            page, problems = watched_page(browser)
             page.goto(live_server + "/")
             page.check("#explain")
             page.set_input_files("#files", str(photo))

@@ -51,7 +51,7 @@ from imagerec.serve.limits import DEADLINE_KEY, RequestError, ServeLimits
 
 LOGGER = logging.getLogger("imagerec.serve")
 PAGE_FILE = Path(__file__).with_name("page.html")
-PAGE_TOP_K = 5  # labels the page shows per image, and /predict gives without top_k
+PAGE_TOP_K = inputs.PAGE_TOP_K
 
 
 def create_app(classifier, name: str = "cifar10", limits: ServeLimits | None = None):
@@ -117,7 +117,7 @@ async def _healthz(request: Request):
 async def _predict_upload(request: Request):
     state = request.app.state
     classifier, limits, deadline = state.classifier, state.limits, request.scope[DEADLINE_KEY]
-    contents, top_k = await inputs.read_upload(request, PAGE_TOP_K)
+    contents, top_k = await inputs.read_upload(request)
     images = await dataplane.in_worker(request, lambda: inputs.decode_images(contents, classifier.input_shape[:2],
                                                                              limits, deadline))
     probabilities = await dataplane.infer(request, images.astype(np.float32))

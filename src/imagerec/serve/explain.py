@@ -17,7 +17,6 @@ from imagerec.serve import admission, dataplane, inputs, tf_serving
 from imagerec.serve.limits import DEADLINE_KEY, RequestError, deadline_error
 
 _BUILD_LOCK = threading.Lock()
-PAGE_TOP_K = 5  # as /predict
 WAITING_PER_SLOT = 8  # explanations that may wait for each slot; more are 503
 
 
@@ -41,7 +40,7 @@ async def explain_v1(request: Request, model_name: str, version: str | None = No
 async def explain_upload(request: Request):
     """The page's upload, as `/predict` takes it, answered with its top labels and an explanation per image."""
     state = request.app.state
-    contents, top_k = await inputs.read_upload(request, PAGE_TOP_K)
+    contents, top_k = await inputs.read_upload(request)
     images = await dataplane.in_worker(request, lambda: inputs.decode_images(
         contents, state.classifier.input_shape[:2], state.limits, request.scope[DEADLINE_KEY]))
     probabilities, explanations = await _explained(request, images.astype(np.float32))

@@ -133,7 +133,10 @@ def _describe_dtype(array: np.ndarray) -> str:
                                                                                      str(array.dtype))
 
 
-async def read_upload(request, default_top_k: int) -> tuple:
+PAGE_TOP_K = 5  # labels the page shows per image, and /predict and /explain give without top_k
+
+
+async def read_upload(request, default_top_k: int = PAGE_TOP_K) -> tuple:
     """([(filename, bytes)] of a multipart upload, top_k): what /predict and /explain take."""
     state = request.app.state
     classifier, limits = state.classifier, state.limits

@@ -139,19 +139,25 @@ def test_resized_crop_gives_the_same_batch_compiled_in_tf_data():
 
 def test_corruption_augmentation_does_what_each_kind_says():
     """kind 0 and strength 0 leave an image alone; noise adds the planned plane times strength x 25.5; blur and
-    low contrast take away spread; the palette leaves 6 levels a channel (GIF's web palette)."""
+    low contrast take away spread; the palette leaves 6 levels a channel (GIF's web palette); glass moves most
+    pixels by 1-2 px and makes no new values."""
     from imagerec.training import airbench
 
     rng = np.random.default_rng(1)
-    images = rng.integers(30, 226, (6, 32, 32, 3)).astype(np.float32)
+    images = rng.integers(30, 226, (8, 32, 32, 3)).astype(np.float32)
     bank = augment.noise_bank(0, (32, 32, 3))
-    plan = np.array([[0, 1.0, 3], [1, 0.0, 3], [1, 0.5, 3], [2, 1.0, 0], [3, 1.0, 0], [4, 1.0, 5]], np.float32)
+    plan = np.array([[0, 1.0, 3], [1, 0.0, 3], [1, 0.5, 3], [2, 1.0, 0], [3, 1.0, 0], [4, 1.0, 5], [5, 1.0, 63],
+                     [5, 0.0, 2]], np.float32)
     out = np.asarray(augment.corrupt_planned(images, plan, bank))
     np.testing.assert_array_equal(out[:2], images[:2])
     np.testing.assert_allclose(out[2], np.clip(images[2] + 0.5 * augment.NOISE_SIGMA * bank[3], 0, 255), atol=1e-3)
     assert np.abs(np.diff(out[3], axis=0)).mean() < 0.7 * np.abs(np.diff(images[3], axis=0)).mean()  # blurred
     assert out[4].std() < 0.2 * images[4].std()  # contrast at 0.15
     assert set(np.unique(out[5])) <= {0, 51, 102, 153, 204, 255}
+    assert 0.6 < (out[6] != images[6]).any(axis=-1).mean() < 0.9 and np.array_equal(out[7], images[7])
+    windows = np.lib.stride_tricks.sliding_window_view(np.pad(images[6], ((2, 2), (2, 2), (0, 0)), mode="edge"),
+                                                       (5, 5), axis=(0, 1))  # (32, 32, 3, 5, 5)
+    assert (windows == out[6][..., None, None]).all(axis=2).any(axis=(-1, -2)).all()  # each pixel from <= 2 px
     share = airbench.epoch_plan(2000, 1000, seed=0, epoch=0, translate=2, alternating_flip=True,
                                 corruption_share=0.3)["corrupt"][..., 0]
     assert abs((share > 0).mean() - 0.3) < 0.03 and set(np.unique(share)) == set(range(len(augment.CORRUPTION_KINDS)))

@@ -38,9 +38,8 @@ def main() -> None:
     for run in arguments.runs:
         images, labels, classifier = _split_of(run, arguments)
         rows = robustness.pick_images(labels, arguments.images, arguments.seed)
-        result = robustness.corruption_accuracy(classifier, images[rows], labels[rows], names, severities,
-                                                seed=arguments.seed)
-        result["split"] = arguments.split
+        result = {**robustness.corruption_accuracy(classifier, images[rows], labels[rows], names, severities,
+                                                   seed=arguments.seed), "split": arguments.split}
         results[run] = result
         print(f"{run}: {robustness.summary_line(result)} ({result['wall_s']:.0f} s)")
         for name, row in result["corruptions"].items():

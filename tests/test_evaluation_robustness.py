@@ -33,7 +33,8 @@ def test_the_table_holds_every_corruption_and_severity_and_the_mean_counts_cifar
     cifar = [result["corruptions"][name]["mean"] for name in ("brightness", "contrast")]
     assert result["mean_corruption_accuracy"] == pytest.approx(np.mean(cifar))  # grayscale is not averaged in
     assert result["cifar_c_evaluated"] == 2 and "frost" in result["left_out"]
-    assert "worst" in robustness.summary_line(result)
+    assert "worst" in robustness.summary_line(result) and "40 test images" in robustness.summary_line(result)
+    assert "40 validation images" in robustness.summary_line({**result, "split": "validation"})
 
 
 def test_images_are_picked_by_class_and_seed():

@@ -73,10 +73,12 @@ def _accuracy(classifier, images, labels, batch_size) -> float:
 
 
 def summary_line(result: dict) -> str:
-    """One line: the clean and mean corruption accuracy, and the worst corruption."""
+    """One line: the clean and mean corruption accuracy, and the worst corruption (of the "split" the result
+    names: test unless said)."""
     worst = min(result["corruptions"].items(), key=lambda item: item[1]["mean"])
     mean = result["mean_corruption_accuracy"]
     return (f"clean {100 * result['clean_accuracy']:.2f}%"
             + (f", mean over {result['cifar_c_evaluated']} CIFAR-10-C corruptions {100 * mean:.2f}%"
                if mean is not None else "")
-            + f", worst {worst[0]} {100 * worst[1]['mean']:.2f}% on {result['count']} test images")
+            + f", worst {worst[0]} {100 * worst[1]['mean']:.2f}% on {result['count']} "
+              f"{result.get('split', 'test')} images")

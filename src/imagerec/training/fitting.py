@@ -9,7 +9,7 @@ import keras
 from imagerec.artefacts import layout, rundir
 from imagerec.errors import UserError, first_line, printable
 from imagerec.models import backbones, registry
-from imagerec.training import batches, distribute, precision, warmstart
+from imagerec.training import batches, distribute, precision, progress, warmstart
 from imagerec.training.context import FitContext
 
 
@@ -21,7 +21,7 @@ def fit_net(run_dir, dataset, plan) -> tuple:
     # CSVLogger appends one row per finished epoch (before the backup: see rundir.completed_epochs), so one
     # logger serves a resumed run too.
     callbacks = (keras.callbacks.CSVLogger(str(layout.history_csv(run_dir)), append=True),
-                 *_safety_callbacks(run_dir, plan.strategy), *plan.callbacks)
+                 *_safety_callbacks(run_dir, plan.strategy), *_progress_callbacks(plan), *plan.callbacks)
     with plan.strategy.scope(), precision.dtype_policy(recipe.mixed_precision):
         net = registry.build_model(recipe.model, dataset.num_classes, dataset.image_shape)
         warm_start = _warm_start(net, dataset, plan)
@@ -66,6 +66,11 @@ def _validation_data(dataset, plan):
     if plan.validation == "holdout":
         return batches.validation_data(dataset.x_val, dataset.y_val)
     return None
+
+
+def _progress_callbacks(plan) -> list:
+    # verbose 2 (output not a terminal) prints only at an epoch's end; verbose 1 draws Keras' bar, 0 is silent.
+    return [progress.StepProgress(plan.recipe.batch_size)] if plan.verbose == 2 else []
 
 
 def _safety_callbacks(run_dir, strategy) -> list:

@@ -29,6 +29,17 @@ def test_train_api_runs_both_phases_and_writes_the_run_directory(dataset, tmp_pa
     assert metrics["versions"]["tensorflow"] and metrics["wall_s"] >= metrics["train_wall_s"] > 0
     assert not list((tmp_path / "run").glob(".*tmp*"))  # no temporary left behind
     assert result.report is None and not (tmp_path / "run" / "report").exists()
+    assert_keras_own_batch_norm(result.model.keras_model)
+
+
+def assert_keras_own_batch_norm(model):
+    """Training's fused BatchNorm kernel stays out of what a run saves: plain Keras loads its files."""
+    import keras
+
+    from imagerec.models import layers
+
+    found = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+    assert found and not any(isinstance(layer, layers.FusedBatchNormalization) for layer in found)
 
 
 def test_train_refuses_a_run_directory_that_holds_files(tmp_path):
@@ -63,6 +74,7 @@ def test_airbench_recipe_trains_saves_and_reports_through_the_api(dataset, tmp_p
     weights = loading.load_model(tmp_path / "run" / layout.WEIGHTS_FILE).predict_proba(dataset.x_test[:16])
     keras_file = loading.load_model(tmp_path / "run" / layout.KERAS_FILE).predict_proba(dataset.x_test[:16])
     assert np.abs(weights - keras_file).max() <= 1e-5
+    assert_keras_own_batch_norm(result.model.keras_model)
 
 
 def test_a_model_that_does_not_suit_the_recipe_is_refused(dataset, tmp_path):

@@ -1,6 +1,6 @@
 """Fitting a run's net: built under the strategy and the recipe's precision, warm-started, trained by its recipe
 type's trainer (`recipe.trainer`) from the run's last completed epoch, with the backup, history and NaN stop
-around it. Returns the net in float32, whatever it trained in."""
+around it. Returns the net in float32 and in Keras' own layers, whatever it trained in."""
 
 import importlib
 
@@ -9,6 +9,7 @@ import keras
 from imagerec.artefacts import layout, rundir
 from imagerec.errors import UserError, first_line, printable
 from imagerec.models import backbones, registry
+from imagerec.models import layers as custom_layers
 from imagerec.training import batches, distribute, precision, progress, warmstart
 from imagerec.training.context import FitContext
 
@@ -23,13 +24,12 @@ def fit_net(run_dir, dataset, plan) -> tuple:
     callbacks = (keras.callbacks.CSVLogger(str(layout.history_csv(run_dir)), append=True),
                  *_safety_callbacks(run_dir, plan.strategy), *_progress_callbacks(plan), *plan.callbacks)
     with plan.strategy.scope(), precision.dtype_policy(recipe.mixed_precision):
-        net = registry.build_model(recipe.model, dataset.num_classes, dataset.image_shape)
+        with custom_layers.fused_batch_norm():  # a training kernel only: the copy returned is Keras' own BN
+            net = registry.build_model(recipe.model, dataset.num_classes, dataset.image_shape)
         warm_start = _warm_start(net, dataset, plan)
         context = FitContext(plan.seed, first_epoch, frozenset((warm_start or {}).get("loaded", ())), plan.strategy,
                              _validation_data(dataset, plan), callbacks, plan.verbose)
         _run_trainer(net, dataset, recipe, context, run_dir)
-    if recipe.mixed_precision == "off":
-        return net, warm_start
     return precision.float32_copy(net, recipe.model, dataset.num_classes, dataset.image_shape), warm_start
 
 

@@ -45,7 +45,8 @@ def dtype_policy(mixed_precision: str):
 
 
 def float32_copy(net, model_name: str, num_classes: int, image_shape):
-    """The trained net rebuilt in float32 with the same weights: every saved and exported format is float32."""
+    """The trained net rebuilt in float32 with the same weights, in Keras' own layers (no training kernels:
+    `layers.fused_batch_norm`): every saved and exported format is float32."""
     copy = registry.build_model(model_name, num_classes, image_shape)
     copy.set_weights(net.get_weights())
     return copy

@@ -1,5 +1,7 @@
 """The airbench family (arXiv 2404.00498) at any input size: raw pixels → frozen patch whitening → three conv
-blocks → logits. Three widths are registered; `init_airbench_net` sets the whitening from data."""
+blocks → logits. Three widths are registered, each with airbench's GELU (`airbench`, `airbench_medium`,
+`airbench_small`) and with SiLU (`*_silu`: cheaper on a CPU, what the default recipes train); `init_airbench_net`
+sets the whitening from data. The activation is in the name, because loading rebuilds a net by its name."""
 
 import functools
 
@@ -13,10 +15,11 @@ from imagerec.models.registry import INPUT_NAME, register_model
 WHITENING_LAYER = "whiten"  # the PatchWhitening layer's name: the trainer sets it from data, the optimiser freezes it
 
 
-def airbench_net(input_shape, num_classes: int, widths=(64, 256, 256), name: str = "airbench") -> keras.Model:
+def airbench_net(input_shape, num_classes: int, widths=(64, 256, 256), name: str = "airbench",
+                 activation="gelu") -> keras.Model:
     """An airbench94-shaped net (arXiv 2404.00498) returning logits: raw pixels → normalising, frozen 2x2
     patch whitening (24 filters) → GELU → 3 blocks [conv3x3 → maxpool2 → BN → GELU → conv3x3 → BN → GELU]
-    → maxpool → linear without bias → x 1/9. Convolutions have no bias and start as partial identities;
+    → maxpool → linear without bias → x 1/9 (`activation` replaces GELU everywhere). Convolutions have no bias and start as partial identities;
     BN keeps its scale at 1 (only its bias trains), eps 1e-12, fast running statistics.
 
     Any input size from 8 px: larger images are brought to a ~32 px map first (`stem_for`), by a strided
@@ -31,11 +34,11 @@ def airbench_net(input_shape, num_classes: int, widths=(64, 256, 256), name: str
     # float32 even under mixed precision: raw 0-255 pixels and the folded-in mean offset cancel (see PatchWhitening).
     x = custom_layers.PatchWhitening(2 * patch_size * patch_size * input_shape[-1], patch_size=patch_size,
                                      stride=stride, name=WHITENING_LAYER, dtype="float32")(inputs)
-    x = keras.layers.Activation("gelu")(x)
+    x = keras.layers.Activation(activation)(x)
     for index in range(pools):
         x = keras.layers.MaxPooling2D(2, name=f"stem_pool{index + 1}")(x)
     for index, width in enumerate(widths, start=1):
-        x = _airbench_block(x, width, f"block{index}")
+        x = _airbench_block(x, width, f"block{index}", activation)
     x = keras.layers.GlobalMaxPooling2D()(x)  # = airbench's MaxPool2d(3) on the final 3x3 map
     x = keras.layers.Dense(num_classes, use_bias=False, kernel_initializer=_torch_default_init(),
                            name="logits_unscaled")(x)
@@ -69,7 +72,7 @@ def _torch_default_init():
     return keras.initializers.VarianceScaling(scale=1 / 3, mode="fan_in", distribution="uniform")
 
 
-def _airbench_block(x, width: int, name: str):
+def _airbench_block(x, width: int, name: str, activation="gelu"):
     def batch_norm(suffix):
         # Keras momentum 0.6 = PyTorch momentum 0.4: running stats follow the batches quickly (airbench).
         return replica_synced_batch_norm(momentum=0.6, epsilon=1e-12, scale=False, name=f"{name}_bn{suffix}")
@@ -79,9 +82,9 @@ def _airbench_block(x, width: int, name: str):
                                    name=f"{name}_conv{suffix}")
 
     x = keras.layers.MaxPooling2D(2)(conv(1)(x))
-    x = keras.layers.Activation("gelu")(batch_norm(1)(x))
+    x = keras.layers.Activation(activation)(batch_norm(1)(x))
     x = conv(2)(x)
-    return keras.layers.Activation("gelu")(batch_norm(2)(x))
+    return keras.layers.Activation(activation)(batch_norm(2)(x))
 
 
 def _partial_identity(kernel: np.ndarray) -> np.ndarray:
@@ -103,8 +106,8 @@ def init_airbench_net(net: keras.Model, images: np.ndarray) -> None:
     whiten.offset.assign(offset)
 
 
-def _register_airbench(name: str, widths, doc: str):
-    builder = functools.partial(airbench_net, widths=widths, name=name)
+def _register_airbench(name: str, widths, doc: str, activation: str = "gelu"):
+    builder = functools.partial(airbench_net, widths=widths, name=name, activation=activation)
     builder.__name__, builder.__doc__ = name, doc
     register_model("airbench", "logits", description="airbench net")(builder)
 
@@ -112,3 +115,6 @@ def _register_airbench(name: str, widths, doc: str):
 _register_airbench("airbench", (64, 256, 256), "airbench94 widths: 64/256/256, 236 MFLOP per image forward.")
 _register_airbench("airbench_medium", (64, 128, 128), "Half-width blocks 2-3: 64/128/128.")
 _register_airbench("airbench_small", (32, 64, 64), "Quarter width: 32/64/64.")
+_register_airbench("airbench_silu", (64, 256, 256), "airbench94 widths with SiLU for GELU.", "silu")
+_register_airbench("airbench_medium_silu", (64, 128, 128), "Half-width blocks 2-3 with SiLU for GELU.", "silu")
+_register_airbench("airbench_small_silu", (32, 64, 64), "Quarter width with SiLU for GELU.", "silu")

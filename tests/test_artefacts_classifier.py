@@ -21,3 +21,28 @@ def test_a_keras_model_predicts_in_batches_and_refuses_the_wrong_shape():
         classifier.predict_proba(np.zeros((1, 32, 32, 3), np.uint8))
     assert (classifier.format, classifier.input_shape, classifier.keras_model) == ("keras", (16, 16, 3), net)
     assert isinstance(classifier.keras_model, keras.Model)
+
+
+def test_selective_views_run_only_for_the_images_the_plain_view_is_unsure_of(monkeypatch):
+    from imagerec.artefacts import classifier as classifier_module
+
+    rng = np.random.default_rng(0)
+    net = models.build_model("airbench_small", 4, (16, 16, 3))
+    models.init_airbench_net(net, rng.integers(0, 256, (64, 16, 16, 3)).astype(np.uint8))
+    net.get_layer("logits_unscaled").kernel.assign(rng.normal(0, 30, (64, 4)))  # confident on some images only
+    with_views = models.inference_model(net, test_time_augmentation=True, temperature=0.8)
+    single = Classifier.from_keras(models.inference_model(net, temperature=0.8), list("abcd"))
+    classifier = Classifier.from_keras(with_views, list("abcd"))
+    images = rng.integers(0, 256, (40, 16, 16, 3)).astype(np.uint8)
+    plain, full = single.predict_proba(images), classifier.predict_proba(images)
+    threshold = float(np.median(plain.max(axis=1)))  # half the images unsure
+    monkeypatch.setattr(classifier_module, "SELECTIVE_CONFIDENCE", threshold)
+    selective = classifier.predict_proba_selective(images, batch_size=16)
+    unsure = plain.max(axis=1) < threshold
+    assert 0 < unsure.sum() < len(images) and not np.allclose(plain, full, atol=1e-3)
+    np.testing.assert_allclose(selective[unsure], full[unsure], atol=1e-6)  # the views, where unsure
+    np.testing.assert_allclose(selective[~unsure], plain[~unsure], atol=1e-6)  # the plain view's, elsewhere
+    # a model without views: selective is the model itself
+    np.testing.assert_allclose(single.predict_proba_selective(images), plain, atol=1e-6)
+    with pytest.raises(UserError, match="do not fit the model's input"):
+        classifier.predict_proba_selective(np.zeros((1, 32, 32, 3), np.uint8))

@@ -40,7 +40,7 @@ def evaluate_model(model, data_source=None, *, report_dir=None, trust_model: boo
     `corruption_images` test images (0: all) at `severities`, under "robustness"."""
     wanted = _robustness_request(corruptions, severities, corruption_images)  # a nonsense option fails first
     classifier, dataset = load_model_and_data(model, data_source, trust_model, data_options)
-    probabilities = classifier.predict_proba(dataset.x_test)
+    probabilities = classifier.predict_proba_selective(dataset.x_test)
     result = {**evaluate.score(probabilities, dataset.y_test, classifier.class_names),
               "model": str(model), "format": classifier.format, "data": dataset.source}
     robustness = _robustness(classifier, dataset, wanted, (data_options or {}).get("seed", 0))

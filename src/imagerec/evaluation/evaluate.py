@@ -10,11 +10,12 @@ CROSS_ENTROPY_EPSILON = 1e-7  # Keras' backend epsilon: the same clipping as the
 def evaluate(classifier, images: np.ndarray, labels: np.ndarray, batch_size: int = 256) -> dict:
     """Accuracy, mean cross-entropy loss and per-class accuracy of `classifier` on uint8 images.
 
-    Computed from the probabilities alone, so every saved format is scored the same way.
+    Computed from the probabilities alone, so every saved format is scored the same way; a Keras model with
+    test-time views runs them only for the images its plain view is unsure of (`predict_proba_selective`).
     """
     if len(images) == 0:
         raise UserError("no images to evaluate")
-    return score(classifier.predict_proba(images, batch_size=batch_size), labels, classifier.class_names)
+    return score(classifier.predict_proba_selective(images, batch_size=batch_size), labels, classifier.class_names)
 
 
 def score(probabilities: np.ndarray, labels: np.ndarray, class_names) -> dict:

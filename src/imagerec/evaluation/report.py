@@ -38,7 +38,7 @@ def write_report(out_dir, classifier, images: np.ndarray, labels: np.ndarray, *,
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if probabilities is None:
-        probabilities = classifier.predict_proba(images)
+        probabilities = classifier.predict_proba_selective(images)
     numbers = evaluate.classification_numbers(probabilities, labels, classifier.class_names)
     temperature = _temperature(classifier, run)
     if temperature is not None:

@@ -40,6 +40,14 @@ def inference_model(net: keras.Model, test_time_augmentation: bool = False,
     return keras.Model(inputs, outputs, name=f"{net.name}_inference")
 
 
+def single_view_model(model: keras.Model) -> keras.Model | None:
+    """An inference model's twin without its test-time views (the same net, temperature and softmax, one view per
+    image), or None when it has no views."""
+    if not any(isinstance(layer, custom_layers.TestTimeViews) for layer in model.layers):
+        return None
+    return inference_model(net_of(model), test_time_augmentation=False, temperature=temperature_of(model))
+
+
 def temperature_of(model: keras.Model) -> float | None:
     """The temperature a saved model divides its logits by, or None (a model from before calibration)."""
     found = [layer.temperature for layer in model.layers if isinstance(layer, custom_layers.Temperature)]

@@ -42,7 +42,7 @@ def finish(run_dir, dataset, plan, trained: Trained) -> RunResult:
     model, calibrated = _calibrated_model(trained.net, recipe, plan.calibration, plan.calibration_note,
                                          dataset.class_names)
     classifier = Classifier.from_keras(model, dataset.class_names, layout.model_path(run_dir))
-    test_probabilities = classifier.predict_proba(dataset.x_test)
+    test_probabilities = classifier.predict_proba_selective(dataset.x_test)  # as `imagerec evaluate` scores it
     test = evaluate.score(test_probabilities, dataset.y_test, dataset.class_names)
     if calibrated["temperature"] is not None:
         before = evaluate.apply_temperature(test_probabilities, 1 / calibrated["temperature"])

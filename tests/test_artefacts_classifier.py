@@ -26,10 +26,11 @@ def test_a_keras_model_predicts_in_batches_and_refuses_the_wrong_shape():
 def test_selective_views_run_only_for_the_images_the_plain_view_is_unsure_of(monkeypatch):
     from imagerec.artefacts import classifier as classifier_module
 
+    keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     net = models.build_model("airbench_small", 4, (16, 16, 3))
     models.init_airbench_net(net, rng.integers(0, 256, (64, 16, 16, 3)).astype(np.uint8))
-    net.get_layer("logits_unscaled").kernel.assign(rng.normal(0, 30, (64, 4)))  # confident on some images only
+    net.get_layer("logits_unscaled").kernel.assign(rng.normal(0, 3, (64, 4)))  # unsaturated, unequal confidences
     with_views = models.inference_model(net, test_time_augmentation=True, temperature=0.8)
     single = Classifier.from_keras(models.inference_model(net, temperature=0.8), list("abcd"))
     classifier = Classifier.from_keras(with_views, list("abcd"))
@@ -39,7 +40,7 @@ def test_selective_views_run_only_for_the_images_the_plain_view_is_unsure_of(mon
     monkeypatch.setattr(classifier_module, "SELECTIVE_CONFIDENCE", threshold)
     selective = classifier.predict_proba_selective(images, batch_size=16)
     unsure = plain.max(axis=1) < threshold
-    assert 0 < unsure.sum() < len(images) and not np.allclose(plain, full, atol=1e-3)
+    assert 10 <= unsure.sum() <= 30 and np.abs(plain - full).max() > 1e-3  # the views change the probabilities
     np.testing.assert_allclose(selective[unsure], full[unsure], atol=1e-6)  # the views, where unsure
     np.testing.assert_allclose(selective[~unsure], plain[~unsure], atol=1e-6)  # the plain view's, elsewhere
     # a model without views: selective is the model itself

@@ -25,6 +25,7 @@ import keras
 import numpy as np
 
 from imagerec import machine, models
+from imagerec.models import layers as custom_layers
 from imagerec.training import airbench, finetune, recipes
 
 
@@ -32,7 +33,8 @@ def measure(model_name: str, batch_size: int, steps: int, jit: bool, policy: str
             image_size: int = 32) -> dict:
     keras.mixed_precision.set_global_policy(policy)
     keras.utils.set_random_seed(0)
-    net = models.build_model(model_name, 10, (image_size, image_size, 3))
+    with custom_layers.fused_batch_norm():  # as training builds its nets
+        net = models.build_model(model_name, 10, (image_size, image_size, 3))
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (batch_size * 2, image_size, image_size, 3), dtype=np.uint8)
     labels = rng.integers(0, 10, batch_size * 2).astype(np.int32)

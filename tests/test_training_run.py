@@ -78,7 +78,8 @@ def test_airbench_recipe_trains_saves_and_reports_through_the_api(dataset, tmp_p
 
 
 def test_a_model_that_does_not_suit_the_recipe_is_refused(dataset, tmp_path):
-    with pytest.raises(UserError, match="trains airbench, airbench_medium, airbench_small; 'tiny' is of the tutorial"):
+    airbench_nets = "airbench, airbench_medium, airbench_medium_silu, airbench_silu, airbench_small, airbench_small_silu"
+    with pytest.raises(UserError, match=f"trains {airbench_nets}; 'tiny' is of the tutorial"):
         run.train(dataset, recipes.get_recipe("airbench", model="tiny", epochs=1), tmp_path / "a", verbose=0)
     with pytest.raises(UserError, match="seed recipe trains seed, tiny; 'airbench_small' is of the airbench"):
         run.train(dataset, recipes.get_recipe("seed", model="airbench_small", epochs=1, augmented_epochs=0),

@@ -11,7 +11,8 @@ update (it runs every `lookahead_every` steps: its share is per step); the augme
 runs it (in parallel with the step, so off the critical path while it is shorter); and the convolutions alone
 (the same convolutions and pools without BatchNorm, activations or the whitening); then forward and backward
 of the net with Keras' own BatchNorm (what training ran before `layers.FusedBatchNormalization`), with other
-activations, and without BatchNorm. Differencing, not a tracer: each figure is a real compiled function timed on its own, so the table adds up only roughly.
+activations, and without BatchNorm. Differencing, not a tracer: each figure is a real compiled function timed
+on its own, so the table adds up only roughly.
 
 Use it before optimising a step and after, on the same machine, side by side. `ONEDNN_MAX_CPU_ISA=AVX2`
 (oneDNN) and `XLA_FLAGS=--xla_cpu_max_isa=AVX2` (XLA) make an AVX-512 CPU run the kernels an AVX2-only one

@@ -35,7 +35,7 @@ from imagerec.training import airbench, optim, precision, recipes
 PARTS = ("forward", "forward+backward", "step", "update (Muon for filters)", "update (SGD for all)",
          "Newton-Schulz alone", "Lookahead update",
          "augmentation (tf.data)", "convolutions alone (fwd+bwd)", "fwd+bwd, Keras' own BatchNorm",
-         "fwd+bwd, GELU as tanh", "fwd+bwd, SiLU",
+         "fwd+bwd, GELU", "fwd+bwd, GELU as tanh", "fwd+bwd, SiLU",
          "fwd+bwd, ReLU", "fwd+bwd, no BatchNorm")
 
 
@@ -99,17 +99,18 @@ def _net_with(activation, batch_norm: bool = True):
     """A builder of the recipe's net with another activation, or with every BatchNorm an identity (patched here,
     in the benchmark only: the product has no BN-less net)."""
     def build(model_name, images):
-        if activation is None:  # Keras' own BatchNorm, as before the fused kernel
+        if activation is None:  # the recipe's net with Keras' own BatchNorm, as before the fused kernel
             net = models.build_model(model_name, 10, images.shape[1:])
             airbench_nets.init_airbench_net(net, images[:500])
             return net
-        widths = {"airbench": (64, 256, 256), "airbench_medium": (64, 128, 128), "airbench_small": (32, 64, 64)}
+        widths = {"airbench": (64, 256, 256), "airbench_medium": (64, 128, 128),
+                  "airbench_small": (32, 64, 64)}[model_name.removesuffix("_silu")]
         original = airbench_nets.replica_synced_batch_norm
         if not batch_norm:
             airbench_nets.replica_synced_batch_norm = lambda **kwargs: keras.layers.Identity(name=kwargs["name"])
         try:
             with custom_layers.fused_batch_norm():
-                net = airbench_nets.airbench_net(images.shape[1:], 10, widths[model_name], activation=activation)
+                net = airbench_nets.airbench_net(images.shape[1:], 10, widths, activation=activation)
         finally:
             airbench_nets.replica_synced_batch_norm = original
         airbench_nets.init_airbench_net(net, images[:500])
@@ -118,6 +119,7 @@ def _net_with(activation, batch_norm: bool = True):
 
 
 _VARIANTS = {"fwd+bwd, Keras' own BatchNorm": _net_with(None),
+             "fwd+bwd, GELU": _net_with("gelu"),
              "fwd+bwd, GELU as tanh": _net_with(functools.partial(keras.activations.gelu, approximate=True)),
              "fwd+bwd, SiLU": _net_with("silu"), "fwd+bwd, ReLU": _net_with("relu"),
              "fwd+bwd, no BatchNorm": _net_with("gelu", batch_norm=False)}

@@ -27,17 +27,13 @@ class Classifier:
     input_shape: tuple  # (height, width, channels)
     _predict_batch: object  # float32 (N, H, W, C) → probabilities (N, num_classes)
     keras_model: object = None  # the keras.Model, for formats that have one
-    _predict_single_view: object = None  # the same model without its test-time views, where it has them
+    _predict_single_view: object = None  # its twin without test-time views: built on first use, False for none
 
     @classmethod
     def from_keras(cls, model, class_names, path: str = "", format_name: str = "keras") -> "Classifier":
         """Wrap an in-memory Keras model (raw pixels in, probabilities out)."""
-        from imagerec.models import inference
-
-        single = inference.single_view_model(model)
         return cls(str(path), format_name, tuple(class_names), tuple(model.input_shape[1:]),
-                   _compiled_forward(model), keras_model=model,
-                   _predict_single_view=None if single is None else _compiled_forward(single))
+                   _compiled_forward(model), keras_model=model)
 
     def predict_proba(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Probabilities (N, num_classes) float32 for uint8/float images (N, H, W, C) in 0-255: what the model
@@ -49,13 +45,24 @@ class Classifier:
         SELECTIVE_CONFIDENCE); the others keep their single view's probabilities. Evaluation's way: the same
         accuracy for well under half the passes. A model without views (any format but Keras') is `predict_proba`."""
         images = self._checked(images)
-        if self._predict_single_view is None:
+        single_view = self._single_view()
+        if single_view is None:
             return self._batched(self._predict_batch, images, batch_size)
-        probabilities = self._batched(self._predict_single_view, images, batch_size)
+        probabilities = self._batched(single_view, images, batch_size)
         unsure = np.flatnonzero(probabilities.max(axis=1) < SELECTIVE_CONFIDENCE)
         if len(unsure):
             probabilities[unsure] = self._batched(self._predict_batch, images[unsure], batch_size)
         return probabilities
+
+    def _single_view(self):
+        """The compiled single-view twin of a Keras model with test-time views (built on first use, so loading and
+        serving pay nothing for it), or None."""
+        if self._predict_single_view is None and self.keras_model is not None:
+            from imagerec.models import inference
+
+            single = inference.single_view_model(self.keras_model)
+            self._predict_single_view = False if single is None else _compiled_forward(single)
+        return self._predict_single_view or None
 
     def _checked(self, images) -> np.ndarray:
         images = np.asarray(images)

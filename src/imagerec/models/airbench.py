@@ -19,8 +19,8 @@ def airbench_net(input_shape, num_classes: int, widths=(64, 256, 256), name: str
                  activation="gelu") -> keras.Model:
     """An airbench94-shaped net (arXiv 2404.00498) returning logits: raw pixels → normalising, frozen 2x2
     patch whitening (24 filters) → GELU → 3 blocks [conv3x3 → maxpool2 → BN → GELU → conv3x3 → BN → GELU]
-    → maxpool → linear without bias → x 1/9 (`activation` replaces GELU everywhere). Convolutions have no bias and start as partial identities;
-    BN keeps its scale at 1 (only its bias trains), eps 1e-12, fast running statistics.
+    → maxpool → linear without bias → x 1/9 (`activation` replaces GELU everywhere). Convolutions have no bias
+    and start as partial identities; BN keeps its scale at 1 (only its bias trains), eps 1e-12, fast running statistics.
 
     Any input size from 8 px: larger images are brought to a ~32 px map first (`stem_for`), by a strided
     whitening stem (which keeps every pixel: 2*p*p*3 filters for p x p patches) and max-pooling, so that the

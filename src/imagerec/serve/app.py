@@ -3,7 +3,8 @@
 
 Routes (every error is JSON `{"error": "..."}`, with TensorFlow Serving's status codes):
   GET  /                                    page: drop or choose images, see each one's top-5 labels
-  POST /predict?top_k=5                     multipart upload of one or more images (any format, any size)
+  POST /predict?top_k=5                     multipart upload of one or more images (any format, any size), or
+                                            one image file as the body (Content-Type image/... or octet-stream)
   GET  /v1/models/NAME[/versions/1]         TF Serving model status
   GET  /v1/models/NAME[/versions/1]/metadata  TF Serving signature (input shape, dtype) plus class names
   POST /v1/models/NAME[/versions/1]:predict   {"instances": [...]} or {"inputs": [...]}: H x W x 3 pixel
@@ -12,6 +13,9 @@ Routes (every error is JSON `{"error": "..."}`, with TensorFlow Serving's status
                                             looked (Grad-CAM: an H x W heatmap, its overlay as a PNG data URL)
   POST /explain?top_k=5                     /predict's upload, answered with an explanation per image
   GET  /healthz
+  GET  /metrics                             Prometheus' text format (`metrics`)
+  GET  /v2, /v2/health/live, /v2/health/ready, /v2/models/NAME[/versions/1][/ready]   Open Inference Protocol v2
+  POST /v2/models/NAME[/versions/1]/infer   JSON tensors, Triton's binary tensors, image files (`open_inference`)
 
 The model runs on one dedicated thread, never on the event loop; requests that arrive while it is busy (or
 within a short window) are concatenated into one batch, so throughput grows with load (`batching`). JSON
@@ -44,7 +48,8 @@ from starlette.requests import Request
 from imagerec.errors import UserError
 from imagerec.evaluation import predict
 from imagerec.models.registry import INPUT_NAME
-from imagerec.serve import dataplane, explain, inputs, tf_serving
+from imagerec.serve import dataplane, explain, inputs, metrics, open_inference, tf_serving
+from imagerec.serve.admission import Admission, BodyBudget
 from imagerec.serve.batching import Batcher
 from imagerec.serve.guard import RequestGuard
 from imagerec.serve.limits import DEADLINE_KEY, RequestError, ServeLimits
@@ -68,7 +73,8 @@ def create_app(classifier, name: str = "cifar10", limits: ServeLimits | None = N
         raise UserError(f"`name` is letters, digits, '_', '.' and '-' (up to 64), got {name!r}")
     app = FastAPI(title=f"imagerec: {name}", docs_url=None, redoc_url=None, openapi_url=None)
     _set_state(app, classifier, name, limits)
-    app.add_middleware(RequestGuard, limits=limits)
+    app.add_middleware(RequestGuard, limits=limits, admission=app.state.admission, budget=app.state.budget,
+                       metrics=app.state.metrics, route_of=lambda scope: _route_label(app, scope))
     _add_error_handlers(app)
     for method, path, route in ROUTES:
         app.add_api_route(path, route, methods=[method], response_model=None)
@@ -78,8 +84,12 @@ def create_app(classifier, name: str = "cifar10", limits: ServeLimits | None = N
 def _set_state(app, classifier, name: str, limits: ServeLimits) -> None:
     app.state.classifier, app.state.model_name, app.state.limits = classifier, name, limits
     app.state.input_name = INPUT_NAME  # the TF Serving input key, as in the saved SavedModel
+    # Every protocol (the HTTP routes, the gRPC API) shares the slots, the body budget, the batcher, the metrics.
+    app.state.admission = Admission(limits.max_concurrent, limits.max_queue)
+    app.state.budget = BodyBudget(limits.max_pending_bytes)
+    app.state.metrics = metrics.ServeMetrics(app.state.admission)
     app.state.batcher = Batcher(classifier.predict_proba, limits.max_batch_size, limits.batch_window_ms / 1000,
-                                limits.batching)
+                                limits.batching, observer=app.state.metrics.batch_run)
     # JSON parsing and decoding hold the GIL for long stretches: a few threads bound how many requests do it at
     # once (and the memory their parsed bodies take), and keep the event loop free for everyone else.
     explain.setup(app, limits)
@@ -114,20 +124,36 @@ async def _healthz(request: Request):
     return {"status": "ok", "model": request.app.state.model_name}
 
 
+async def _metrics(request: Request):
+    from starlette.responses import Response
+
+    return Response(request.app.state.metrics.exposition(), media_type=metrics.CONTENT_TYPE)
+
+
 async def _predict_upload(request: Request):
     state = request.app.state
-    classifier, limits, deadline = state.classifier, state.limits, request.scope[DEADLINE_KEY]
+    classifier, deadline = state.classifier, request.scope[DEADLINE_KEY]
     contents, top_k = await inputs.read_upload(request)
-    images = await dataplane.in_worker(request, lambda: inputs.decode_images(contents, classifier.input_shape[:2],
-                                                                             limits, deadline))
-    probabilities = await dataplane.infer(request, images.astype(np.float32))
+    images = await dataplane.decode(state, contents, deadline)
+    probabilities = await dataplane.infer(state, images.astype(np.float32), deadline)
     return {"model": state.model_name, "predictions": [
         {"filename": filename, "top": predict.top_k_labels(row, classifier.class_names, top_k)}
         for (filename, _), row in zip(contents, probabilities)]}
 
 
-ROUTES = (("GET", "/", _page), ("GET", "/healthz", _healthz), ("POST", "/predict", _predict_upload),
-          *tf_serving.ROUTES, *explain.ROUTES)
+ROUTES = (("GET", "/", _page), ("GET", "/healthz", _healthz), ("GET", "/metrics", _metrics),
+          ("POST", "/predict", _predict_upload), *tf_serving.ROUTES, *open_inference.ROUTES, *explain.ROUTES)
+
+
+def _route_label(app, scope) -> str:
+    """The route a request went to, as its path template (a bounded set of labels), or "unmatched"."""
+    from starlette.routing import Match
+
+    route = scope.get("route")  # FastAPI records the route it ran
+    if route is None:  # refused before routing (413, 408, ...): find the route it was for
+        route = next((candidate for candidate in app.router.routes
+                      if candidate.matches(scope)[0] != Match.NONE), None)
+    return getattr(route, "path", "unmatched")
 
 
 # ---------------------------------------------------------------- errors as JSON

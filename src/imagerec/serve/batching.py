@@ -2,6 +2,7 @@
 
 import asyncio
 import concurrent.futures
+import time
 
 import numpy as np
 
@@ -16,8 +17,9 @@ class Batcher:
     inside its own server). `predict` maps float32 (N, H, W, C) to (N, K); each caller gets its own rows back.
     """
 
-    def __init__(self, predict, max_batch_size: int, window_s: float, batching: bool = True):
+    def __init__(self, predict, max_batch_size: int, window_s: float, batching: bool = True, observer=None):
         self._predict = predict
+        self._observer = observer  # observer(sizes, waits_s, inference_s) after each model call (metrics)
         self._max_batch_size = max_batch_size
         self._window_s = window_s
         self._batching = batching
@@ -28,7 +30,7 @@ class Batcher:
     async def predict(self, images: np.ndarray) -> np.ndarray:
         self._start_on_this_loop()
         future = asyncio.get_running_loop().create_future()
-        await self._queue.put((images, future))
+        await self._queue.put((images, future, time.perf_counter()))
         return await future
 
     def _start_on_this_loop(self) -> None:
@@ -43,7 +45,7 @@ class Batcher:
             pending = [await self._queue.get()]
             if self._batching:
                 await self._gather_more(pending)
-            pending = [(images, future) for images, future in pending if not future.done()]  # timed out
+            pending = [item for item in pending if not item[1].done()]  # those not timed out
             if pending:
                 await self._run_batch(pending)
 
@@ -93,17 +95,21 @@ class Batcher:
             self._predict(np.zeros((size, *input_shape), np.float32))
 
     async def _run_batch(self, pending: list) -> None:
-        batch = np.concatenate([images for images, _ in pending])
+        batch = np.concatenate([images for images, _, _ in pending])
         self.batch_sizes = [*self.batch_sizes[-999:], len(batch)]
+        started = time.perf_counter()
         try:
             outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self.predict_padded, batch)
         except Exception as error:  # noqa: BLE001 - handed to each waiting request, which answers 500
-            for _, future in pending:
+            for _, future, _ in pending:
                 if not future.done():
                     future.set_exception(error)
             return
+        if self._observer is not None:
+            self._observer([len(images) for images, _, _ in pending], [started - queued for _, _, queued in pending],
+                           time.perf_counter() - started)
         start = 0
-        for images, future in pending:
+        for images, future, _ in pending:
             if not future.done():
                 future.set_result(outputs[start:start + len(images)])
             start += len(images)

@@ -30,9 +30,8 @@ def setup(app, limits) -> None:
 
 async def explain_v1(request: Request, model_name: str, version: str | None = None):
     tf_serving.check_model(request, model_name, version)
-    state, body, deadline = request.app.state, await request.body(), request.scope[DEADLINE_KEY]
-    batch, key = await dataplane.in_worker(request, lambda: inputs.predict_body_to_batch(
-        body, state.input_name, state.classifier.input_shape, state.limits, deadline))
+    body, deadline = await request.body(), request.scope[DEADLINE_KEY]
+    batch, key = await tf_serving.predict_batch(request.app.state, body, deadline)
     probabilities, explanations = await _explained(request, batch)
     return {key: probabilities.tolist(), "explanations": explanations}
 
@@ -41,8 +40,7 @@ async def explain_upload(request: Request):
     """The page's upload, as `/predict` takes it, answered with its top labels and an explanation per image."""
     state = request.app.state
     contents, top_k = await inputs.read_upload(request)
-    images = await dataplane.in_worker(request, lambda: inputs.decode_images(
-        contents, state.classifier.input_shape[:2], state.limits, request.scope[DEADLINE_KEY]))
+    images = await dataplane.decode(state, contents, request.scope[DEADLINE_KEY])
     probabilities, explanations = await _explained(request, images.astype(np.float32))
     return {"model": state.model_name, "predictions": [
         {"filename": filename, "top": predict.top_k_labels(row, state.classifier.class_names, top_k), **explained}
@@ -57,10 +55,10 @@ async def _explained(request: Request, batch: np.ndarray):
         raise RequestError(501, f"this model ({state.classifier.format}) cannot explain: serve a run directory or "
                                 f"a .keras/.h5 file, whose graph Grad-CAM takes gradients of")
     async with state.explain_admission.slot(request.scope[DEADLINE_KEY]):
-        probabilities = await dataplane.infer(request, batch)
+        probabilities = await dataplane.infer(state, batch, request.scope[DEADLINE_KEY])
         classes = probabilities.argmax(axis=1)
         try:
-            maps = await asyncio.wait_for(dataplane.in_worker(request, lambda: _explainer(state)(batch, classes)),
+            maps = await asyncio.wait_for(dataplane.in_worker(state, lambda: _explainer(state)(batch, classes)),
                                           _remaining(request))
         except asyncio.TimeoutError:
             raise deadline_error("explanation") from None

@@ -21,16 +21,24 @@ class RequestGuard:
     counts against the concurrency cap until then: a client that sends its body slowly holds no slot.
     """
 
-    def __init__(self, app, limits: ServeLimits):
+    def __init__(self, app, limits: ServeLimits, admission: Admission, budget: BodyBudget, metrics, route_of):
         self.app = app
         self.limits = limits
-        self.admission = Admission(limits.max_concurrent, limits.max_queue)
-        self.budget = BodyBudget(limits.max_pending_bytes)
+        self.admission, self.budget = admission, budget  # shared with the gRPC API (the app's state)
+        self.metrics, self.route_of = metrics, route_of  # route_of(scope): the route's label for /metrics
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        send = _ResponseTracker(_with_server_timing(send, time.perf_counter()))
+        started = time.perf_counter()
+        send = _ResponseTracker(_with_server_timing(send, started))
+        try:
+            await self._guarded(scope, receive, send)
+        finally:
+            if send.status is not None:
+                self.metrics.answered(self.route_of(scope), send.status, started)
+
+    async def _guarded(self, scope, receive, send):
         deadline = time.monotonic() + self.limits.timeout_s
         scope[DEADLINE_KEY] = deadline
         try:
@@ -40,7 +48,10 @@ class RequestGuard:
             with self.budget.holding() as reserve:
                 body = await self._read_body(scope, receive, time.monotonic() + self.limits.read_timeout_s,
                                              reserve)
+                self.metrics.bytes_received.inc(len(body))
+                waiting = time.perf_counter()
                 async with self.admission.slot(deadline):
+                    self.metrics.latency.labels("admission").observe(time.perf_counter() - waiting)
                     await asyncio.wait_for(self.app(scope, _replay(body), send),
                                            max(0.0, deadline - time.monotonic()))
         except asyncio.TimeoutError:
@@ -116,11 +127,11 @@ class _ResponseTracker:
     """An ASGI send that remembers whether the response has started (after which no error can be sent)."""
 
     def __init__(self, send):
-        self._send, self.started = send, False
+        self._send, self.started, self.status = send, False, None
 
     async def __call__(self, message):
         if message["type"] == "http.response.start":
-            self.started = True
+            self.started, self.status = True, message["status"]
         await self._send(message)
 
 

@@ -140,12 +140,14 @@ def app(classifier):
 
 @pytest.fixture(scope="session")
 def live_server(airbench_run):
-    """`imagerec serve` of the airbench run in a subprocess, on a free port, with a short read timeout."""
-    port = free_port()
+    """`imagerec serve` of the airbench run in a subprocess, on a free port, with a short read timeout, and TF
+    Serving's gRPC API on another (the URL's `.grpc`: "127.0.0.1:PORT")."""
+    port, grpc_port = free_port(), free_port()
     server = subprocess.Popen([sys.executable, "-m", "imagerec", "serve", str(airbench_run), "--port", str(port),
-                               "--read-timeout-s", str(READ_TIMEOUT_S)],
+                               "--grpc-port", str(grpc_port), "--read-timeout-s", str(READ_TIMEOUT_S)],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
+    url = ServerURL(f"http://127.0.0.1:{port}")
+    url.grpc = f"127.0.0.1:{grpc_port}"
     try:
         for _ in range(240):
             try:
@@ -162,6 +164,12 @@ def live_server(airbench_run):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+class ServerURL(str):
+    """The live server's HTTP URL, with its gRPC address as `.grpc`."""
+
+    grpc = None
 
 
 @pytest.fixture

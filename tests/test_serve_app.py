@@ -39,6 +39,28 @@ def test_predict_upload_gives_the_labels_the_cli_gives(app, classifier, image_fo
                                    [top["probability"] for top in want["top"]][:3], atol=1e-6)
 
 
+@pytest.mark.parametrize("content_type", ["image/jpeg", "application/octet-stream", "image/png; charset=x"])
+def test_predict_takes_the_image_file_as_the_body(app, classifier, image_folder, content_type):
+    jpeg = next((image_folder / "test" / "green_rings").glob("*.jpg"))
+    response = request(app, "POST", "/predict?top_k=2", content=jpeg.read_bytes(),
+                       headers={"Content-Type": content_type})
+    assert response.status_code == 200, response.text
+    (got,), ((want,), _) = response.json()["predictions"], saving_predict(classifier, [jpeg])
+    assert got["filename"] == "body" and [top["label"] for top in got["top"]] == [
+        top["label"] for top in want["top"]][:2]
+    np.testing.assert_allclose(got["top"][0]["probability"], want["top"][0]["probability"], atol=1e-6)
+
+
+@pytest.mark.parametrize("body, status, fragment", [(b"", 400, "empty file"), (b"not an image", 400, "body"),
+                                                    ("bomb", 413, "pixels")])
+def test_a_bad_raw_body_is_a_json_error(app, body, status, fragment):
+    from serve_helpers import bomb_png
+
+    content = bomb_png() if body == "bomb" else body
+    assert_error(request(app, "POST", "/predict", content=content, headers={"Content-Type": "image/png"}), status,
+                 fragment)
+
+
 @pytest.mark.parametrize("case", BAD_REQUESTS, ids=list(BAD_REQUESTS))
 def test_bad_request_gets_its_status_and_a_json_error(case, classifier, dataset):
     limits = ServeLimits(max_body_mb=2, max_images=4, max_instances=8)

@@ -70,10 +70,14 @@ def _options():
             *data, *as_json]),
         "doctor": ("find label errors, duplicates and leaks, and broken or odd images in a data set",
                    _doctor_options()),
-        "serve": ("serve a model: web page, /predict and TF Serving's REST API", [
+        "serve": ("serve a model: web page, /predict, TF Serving's REST and gRPC APIs, Open Inference Protocol v2", [
             *model, (("--host",), dict(default="127.0.0.1", help="address (default 127.0.0.1; 0.0.0.0: everyone)")),
             (("--port",), dict(type=int, default=8500, help="port (default 8500)")),
-            (("--name",), dict(default="cifar10", help="model name in /v1/models/NAME (default cifar10)")),
+            (("--grpc-port",), dict(type=int, default=None, help="also serve TF Serving's gRPC API on this port "
+                                                                 "(off by default; TF Serving uses 8500 for gRPC "
+                                                                 "and 8501 for REST)")),
+            (("--name",), dict(default="cifar10", help="model name in /v1/models/NAME and /v2/models/NAME "
+                                                       "(default cifar10)")),
             *_serve_limits()]),
     }
 
@@ -327,7 +331,7 @@ def _doctor(arguments) -> int:
 def _serve(arguments) -> int:
     limits = ServeLimits(**{field.name: getattr(arguments, field.name) for field in dataclasses.fields(ServeLimits)})
     workflows.serve_model(arguments.model, arguments.host, arguments.port, arguments.name, limits,
-                          arguments.trust_model)
+                          arguments.trust_model, grpc_port=arguments.grpc_port)
     return 0
 
 

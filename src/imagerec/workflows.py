@@ -129,21 +129,27 @@ def predict_paths(model, paths, top_k: int = 5, trust_model: bool = False, expla
 
 
 def serve_model(model, host: str = "127.0.0.1", port: int = 8500, name: str = "cifar10", limits=None,
-                trust_model: bool = False) -> None:
-    """Load `model` and serve it (`serve.server.run_server`) until interrupted; the address is checked first."""
+                trust_model: bool = False, grpc_port: int | None = None) -> None:
+    """Load `model` and serve it (`serve.server.run_server`) until interrupted, with TF Serving's gRPC API on
+    `grpc_port` if given; the addresses are checked first."""
     try:
         from imagerec.serve import server
     except ImportError as error:  # a machine set up without them (pip install --no-deps, a JAX-only box)
         raise UserError(f"`imagerec serve` needs FastAPI, Starlette, uvicorn and h11, and {error.name} is not "
                         f"installed: pip install -e . (with its dependencies)") from None
     server.check_address_free(host, port)
+    if grpc_port is not None:
+        if grpc_port == port:
+            raise UserError(f"`--grpc-port` must differ from `--port` ({port})")
+        server.check_address_free(host, grpc_port)
     classifier = loading.load_model(model, trust_model=trust_model)
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(printable(f"imagerec: warning: listening on {host}: anyone who can reach this machine can use the "
                         f"model (there is no authentication)"), file=sys.stderr)
     print(printable(f"imagerec: serving {model} ({classifier.format}, {len(classifier.class_names)} classes) as "
-                    f"'{name}' on http://{host}:{port}/"), flush=True)
-    server.run_server(classifier, host, port, name, limits)
+                    f"'{name}' on http://{host}:{port}/"
+                    + (f" and gRPC on {host}:{grpc_port}" if grpc_port is not None else "")), flush=True)
+    server.run_server(classifier, host, port, name, limits, grpc_port)
 
 
 def doctor_data(data_source, out_dir=None, *, recipe=None, folds: int = 5, model=None, seed: int = 0,

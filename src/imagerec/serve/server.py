@@ -1,9 +1,12 @@
 """The transport: uvicorn with a deadline on each request's headers, the app warmed up and the garbage collector
-kept out of the latency; and the check that the address is free before a model is loaded."""
+kept out of the latency, the gRPC server on the same event loop; and the check that an address is free before
+a model is loaded."""
 
+import asyncio
 import contextlib
 import gc
 import json
+import logging
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -12,10 +15,13 @@ from imagerec.errors import UserError
 from imagerec.serve.app import create_app
 from imagerec.serve.limits import MAX_HEADER_BYTES, ServeLimits
 
+LOGGER = logging.getLogger("uvicorn.error")  # uvicorn's logger: its handler prints at info level
+
 
 def run_server(classifier, host: str = "127.0.0.1", port: int = 8500, name: str = "cifar10",
-               limits: ServeLimits | None = None) -> None:
-    """Run the service until interrupted (uvicorn, one process; the model on its own thread)."""
+               limits: ServeLimits | None = None, grpc_port: int | None = None) -> None:
+    """Run the service until interrupted (uvicorn, one process; the model on its own thread), and TF Serving's
+    gRPC API on `grpc_port` if given, on the same event loop."""
     import uvicorn
 
     limits = limits or ServeLimits()
@@ -25,9 +31,26 @@ def run_server(classifier, host: str = "127.0.0.1", port: int = 8500, name: str 
     # (~160 ms here, stalling all requests: it was the p95 latency). Freeze them out of the collector.
     gc.collect()
     gc.freeze()
-    uvicorn.run(app, host=host, port=port, log_level="info", server_header=False,
-                http=header_deadline_protocol(limits.read_timeout_s), timeout_keep_alive=limits.keep_alive_s,
-                limit_concurrency=limits.max_connections, h11_max_incomplete_event_size=MAX_HEADER_BYTES)
+    config = uvicorn.Config(app, host=host, port=port, log_level="info", server_header=False, loop="asyncio",
+                            http=header_deadline_protocol(limits.read_timeout_s),
+                            timeout_keep_alive=limits.keep_alive_s, limit_concurrency=limits.max_connections,
+                            h11_max_incomplete_event_size=MAX_HEADER_BYTES)
+    asyncio.run(_serve(uvicorn.Server(config), app.state, host, grpc_port))
+
+
+async def _serve(server, state, host: str, grpc_port: int | None) -> None:
+    """uvicorn until it is stopped (Ctrl-C, SIGTERM), and the gRPC server beside it."""
+    grpc_server = None
+    if grpc_port is not None:
+        from imagerec.serve import tf_serving_grpc
+
+        grpc_server = await tf_serving_grpc.start(state, host, grpc_port)
+        LOGGER.info("TF Serving gRPC API on %s:%d", host, grpc_port)
+    try:
+        await server.serve()
+    finally:
+        if grpc_server is not None:
+            await grpc_server.stop(grace=1.0)
 
 
 def header_deadline_protocol(read_timeout_s: float):

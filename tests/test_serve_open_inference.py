@@ -186,3 +186,30 @@ def test_binary_answer_is_a_json_header_then_float32s(app, classifier, dataset):
     assert document["id"] == "7" and document["model_version"] == "1"
     values = np.frombuffer(response.content[length:], "<f4").reshape(document["outputs"][0]["shape"])
     np.testing.assert_allclose(values, _expected(classifier, pixels), atol=1e-5)
+
+
+# ---------------------------------------------------------------- KServe's own SDK client (offline: REST only)
+
+def test_kserve_rest_client_speaks_v2_and_v1(live_server, classifier, dataset):
+    kserve = pytest.importorskip("kserve")
+    import asyncio
+
+    pixels = _pixels(dataset, 2).astype(np.float32)
+
+    async def calls():
+        async with kserve.InferenceRESTClient(kserve.RESTConfig(protocol="v2", timeout=30)) as client:
+            assert await client.is_server_live(live_server) and await client.is_server_ready(live_server)
+            assert await client.is_model_ready(live_server, "cifar10")
+            tensor = kserve.InferInput(name="image", shape=list(pixels.shape), datatype="FP32")
+            tensor.set_data_from_numpy(pixels, binary_data=True)
+            request_v2 = kserve.InferRequest(model_name="cifar10", infer_inputs=[tensor], request_id="k-1")
+            answer_v2 = await client.infer(live_server, request_v2, model_name="cifar10")
+        async with kserve.InferenceRESTClient(kserve.RESTConfig(protocol="v1", timeout=30)) as client:
+            answer_v1 = await client.infer(live_server, {"instances": pixels.tolist()}, model_name="cifar10")
+        return answer_v2, answer_v1
+
+    answer_v2, answer_v1 = asyncio.run(calls())
+    expected = _expected(classifier, pixels)
+    assert answer_v2.id == "k-1" and answer_v2.outputs[0].name == "probabilities"
+    np.testing.assert_allclose(answer_v2.outputs[0].as_numpy(), expected, atol=1e-5)
+    np.testing.assert_allclose(answer_v1["predictions"], expected, atol=1e-5)

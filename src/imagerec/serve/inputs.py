@@ -69,6 +69,13 @@ def predict_body_to_batch(body: bytes, input_name: str, input_shape, limits: Ser
     return instances_to_batch(parse_json_body(body), input_name, input_shape, limits, deadline, on_decoded)
 
 
+def parse_predict_body(body: bytes, input_name: str, input_shape, limits: ServeLimits, deadline: float) -> tuple:
+    """`predict_body_to_batch` as (batch, key, images decoded): picklable both ways, for a worker process."""
+    decoded = []
+    batch, key = predict_body_to_batch(body, input_name, input_shape, limits, deadline, decoded.append)
+    return batch, key, sum(decoded)
+
+
 def instances_to_batch(request: dict, input_name: str, input_shape, limits: ServeLimits,
                        deadline: float = float("inf"), on_decoded=None):
     """A TF Serving predict body → (float32 (N, H, W, C) batch, "predictions" or "outputs").

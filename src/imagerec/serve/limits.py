@@ -42,7 +42,12 @@ class ServeLimits:
                                          "body's grows by 1 s per 100 kB received (408)", 3600)
     keep_alive_s: float = _limit(5.0, "an idle keep-alive connection is closed after this", 3600)
     max_connections: int = _limit(1024, "open connections; requests beyond get 503", 65536)
-    workers: int = _limit(2, "threads that parse JSON and decode images (each holds one request's work)", 256)
+    workers: int = _limit(2, "threads that parse JSON and decode images (each holds one request's work), and "
+                             "processes that parse large JSON bodies", 256)
+    # A JSON parser holds the GIL for its whole call (0.18 s for 15.9 MB with orjson): the event loop, and so
+    # every other request, waits behind it. Large bodies are parsed in worker processes instead.
+    parse_process_mb: float = _limit(1.0, "JSON bodies over this many MiB are parsed in worker processes, off "
+                                          "the event loop's GIL (smaller ones on the worker threads)", 1024)
     # 0 measured best here (BENCHMARKS.md): batches form from requests that queued while the model was busy.
     batch_window_ms: float = _limit(0.0, "how long a batch waits for more requests; 0: only those already "
                                          "queued while the model was busy", 10_000)
@@ -68,6 +73,10 @@ class ServeLimits:
         return int(self.max_body_mb * 2**20)
 
     @property
+    def parse_process_bytes(self) -> int:
+        return int(self.parse_process_mb * 2**20)
+
+    @property
     def max_pending_bytes(self) -> int:
         return int(self.max_pending_mb * 2**20)
 
@@ -80,6 +89,9 @@ class RequestError(Exception):
         self.status = status
         self.message = message
         self.headers = headers or {}
+
+    def __reduce__(self):  # raised in a parsing process, re-raised in the server whole
+        return RequestError, (self.status, self.message, self.headers)
 
 
 RETRY_AFTER_S = 1  # what a 503 asks a client to wait: the queue drains in well under a second at full load

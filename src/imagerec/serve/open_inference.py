@@ -51,8 +51,10 @@ async def infer(request: Request, model_name: str, version: str | None = None):
         raise RequestError(415, f"Content-Encoding {encoding[:20]!r} is not accepted; send the body uncompressed")
     state, body, deadline = request.app.state, await request.body(), request.scope[DEADLINE_KEY]
     header_length = request.headers.get(v2_tensors.HEADER_LENGTH)
-    parsed = await dataplane.in_worker(state, lambda: v2_tensors.parse_infer_request(
-        body, header_length, state.classifier.input_shape, state.limits))
+    json_bytes = len(body) if header_length is None else (
+        int(header_length) if header_length.isascii() and header_length.isdigit() else 0)
+    parsed = await dataplane.parse(state, v2_tensors.parse_infer_request, body, header_length,
+                                   tuple(state.classifier.input_shape), state.limits, json_bytes=json_bytes)
     pixels = parsed.pixels if parsed.files is None else await dataplane.decode(state, parsed.files, deadline)
     probabilities = await dataplane.infer(state, pixels.astype("float32", copy=False), deadline)
     content, headers = v2_tensors.infer_response(state.model_name, parsed, probabilities)

@@ -51,6 +51,8 @@ async def _serve(server, state, host: str, grpc_port: int | None) -> None:
     finally:
         if grpc_server is not None:
             await grpc_server.stop(grace=1.0)
+        if getattr(state, "processes", None) is not None:  # the JSON parsing processes, if any started
+            state.processes.shutdown(wait=False, cancel_futures=True)
 
 
 def header_deadline_protocol(read_timeout_s: float):

@@ -35,11 +35,12 @@ async def predict(request: Request, model_name: str, version: str | None = None)
 
 
 async def predict_batch(state, body: bytes, deadline: float) -> tuple:
-    """A predict body → (float32 batch, response key), parsed and decoded on a worker thread (a 16 MB body is
-    tens of milliseconds of parsing)."""
-    return await dataplane.in_worker(state, lambda: inputs.predict_body_to_batch(
-        body, state.input_name, state.classifier.input_shape, state.limits, deadline,
-        state.metrics.images_decoded.inc))
+    """A predict body → (float32 batch, response key), parsed and decoded off the event loop (a 16 MB body is
+    0.2 s of parsing: in a worker process)."""
+    batch, key, decoded = await dataplane.parse(state, inputs.parse_predict_body, body, state.input_name,
+                                                tuple(state.classifier.input_shape), state.limits, deadline)
+    state.metrics.images_decoded.inc(decoded)
+    return batch, key
 
 
 def json_response(document: dict):

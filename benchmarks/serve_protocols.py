@@ -13,6 +13,7 @@ per request:
     v2_json        POST /v2/models/cifar10/infer, the FP32 tensor as JSON numbers
     tfs_json       POST /v1/models/cifar10:predict, {"instances": [H x W x 3 numbers]} (TF Serving's REST API)
     tfs_b64        POST /v1/models/cifar10:predict, {"instances": [{"b64": <the JPEG file>}]}
+    v2_bytes       POST /v2/models/cifar10/infer, the JPEG file as the BYTES input image_bytes (binary extension)
     raw_jpeg       POST /predict with the JPEG file as the body (Content-Type: image/jpeg)
     multipart      POST /predict, the JPEG file as a multipart/form-data upload
 
@@ -123,6 +124,23 @@ def _binary_v2(pixels: np.ndarray, name: str, datatype: str, dtype) -> tuple:
                            "Content-Type": "application/octet-stream"}
 
 
+def enlarged_jpeg(pixels: np.ndarray, side: int) -> bytes:
+    """The test image as a side x side JPEG (quality 90): a photo's size, for the bodies that carry files."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).resize((side, side), Image.BICUBIC).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def _binary_v2_file(jpeg: bytes) -> tuple:
+    data = len(jpeg).to_bytes(4, "little") + jpeg  # Triton's BYTES element: its length, then the bytes
+    header = json.dumps({"inputs": [{"name": "image_bytes", "datatype": "BYTES", "shape": [1],
+                                     "parameters": {"binary_data_size": len(data)}}]}).encode()
+    return header + data, {"Inference-Header-Content-Length": str(len(header)),
+                           "Content-Type": "application/octet-stream"}
+
+
 def bodies(pixels: np.ndarray, jpeg: bytes) -> dict:
     """{name: (path, body, headers)} of every request body measured."""
     boundary = "imagerecbenchmarkboundary"
@@ -138,9 +156,23 @@ def bodies(pixels: np.ndarray, jpeg: bytes) -> dict:
         "tfs_json": ("/v1/models/cifar10:predict", json.dumps({"instances": [pixels.tolist()]}).encode(), json_headers),
         "tfs_b64": ("/v1/models/cifar10:predict", json.dumps(
             {"instances": [{"b64": base64.b64encode(jpeg).decode()}]}).encode(), json_headers),
+        "v2_bytes": ("/v2/models/cifar10/infer", *_binary_v2_file(jpeg)),
         "raw_jpeg": ("/predict", jpeg, {"Content-Type": "image/jpeg"}),
         "multipart": ("/predict", multipart, {"Content-Type": f"multipart/form-data; boundary={boundary}"}),
     }
+
+
+def wait_until_idle(url: str, timeout_s: float = 60.0) -> None:
+    """Until /metrics shows no request at work or queued: wrk stops at its deadline with requests in flight,
+    which the server still answers, and the next level must not start behind them."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+            text = response.read().decode()
+        busy = re.findall(r"^imagerec_(?:requests_at_work|queue_depth) (\S+)$", text, re.M)
+        if all(float(value) == 0 for value in busy):
+            return
+        time.sleep(0.2)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -224,15 +256,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", help="a run directory or model file, as for `imagerec serve`")
     parser.add_argument("--bodies", nargs="+", default=["v2_binary", "v2_binary_u8", "v2_json", "tfs_json",
-                                                        "tfs_b64", "raw_jpeg", "multipart", "grpc"])
+                                                        "tfs_b64", "v2_bytes", "raw_jpeg", "multipart", "grpc"])
     parser.add_argument("--connections", type=int, nargs="+", default=[1, 8, 32, 200])
     parser.add_argument("--duration-s", type=float, default=10.0)
+    parser.add_argument("--image-side", type=int, default=None,
+                        help="send the file bodies (tfs_b64, v2_bytes, raw_jpeg, multipart) as a JPEG this many "
+                             "pixels square (default: the 32x32 test file itself)")
     parser.add_argument("--server-option", action="append", default=[], help="passed to `imagerec serve`")
     parser.add_argument("--json-out", default=None)
     arguments = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install wrk")
     pixels, jpeg = test_image()
+    if arguments.image_side:
+        jpeg = enlarged_jpeg(pixels, arguments.image_side)
     server, url, grpc_address = start_server(arguments.model, arguments.server_option)
     results = []
     try:
@@ -247,6 +284,7 @@ def main() -> None:
                         row = run_wrk(url, path, body, headers, connections, arguments.duration_s, Path(workdir),
                                       server.pid)
                     results.append({"body": name, "connections": connections, **row})
+                    wait_until_idle(url)
                     print(table(results[-1:]).splitlines()[-1], flush=True)
     finally:
         server.terminate()

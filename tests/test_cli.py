@@ -110,6 +110,8 @@ def _one_line_error(capsys, argv, match):
     (["train", "--seed", "4294967296"], "--seed must be a whole number from 0 to 4294967295"),
     (["train", "--out", ""], "--out is an empty name"),
     (["serve", "model.keras", "--port", "70000"], "--port must be a port number"),
+    (["serve", "model.keras", "--grpc-port", "0"], "--grpc-port must be a port number"),
+    (["serve", "model.keras", "--port", "8123", "--grpc-port", "8123"], "--grpc-port must differ from --port"),
     (["serve", "model.keras", "--max-queue", "0"], "--max-queue must be a positive number"),
     (["export", "model.keras", "--format", "onnx", "--version", "2"], "--version applies to the savedmodel format"),
     # issue 20: values that raised a traceback, or were accepted and made nonsense
@@ -380,7 +382,7 @@ def test_a_nonsense_image_size_is_one_line_and_writes_nothing(size, tmp_path):
     assert "--image-size" in result.stderr and not (tmp_path / "run").exists()
 
 
-SERVER_PACKAGES = ("uvicorn", "starlette", "h11", "fastapi")
+SERVER_PACKAGES = ("uvicorn", "starlette", "h11", "fastapi", "grpc", "prometheus_client", "tensorflow_serving")
 
 
 def test_help_imports_neither_tensorflow_nor_keras_nor_a_server_package():

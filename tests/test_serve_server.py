@@ -8,7 +8,7 @@ import pytest
 
 
 from helpers import run_cli
-from serve_helpers import (post_json, declare_a_huge_body, raw_exchange)
+from serve_helpers import (post_json, declare_a_huge_body, raw_exchange, free_port)
 
 
 def test_real_server_answers_tf_serving_clients_and_survives_bad_input(live_server, classifier, dataset):
@@ -26,7 +26,9 @@ def test_serve_command_refuses_a_busy_port_and_bad_options(airbench_run):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         result = run_cli("serve", airbench_run, "--port", busy.getsockname()[1])
-    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0 and "cannot listen" in result.stderr
+        grpc_busy = run_cli("serve", airbench_run, "--port", free_port(), "--grpc-port", busy.getsockname()[1])
+    for result in (result, grpc_busy):
+        assert result.returncode == 2 and result.stderr.strip().count("\n") == 0 and "cannot listen" in result.stderr
     for option in (["--port", "70000"], ["--name", "../x"], ["--timeout-s", "-1"], ["--max-batch-size", "1000000000"],
                    ["--max-body-mb", "1e30"]):
         result = run_cli("serve", airbench_run, *option)

@@ -140,8 +140,8 @@ def serve_model(model, host: str = "127.0.0.1", port: int = 8500, name: str = "c
     server.check_address_free(host, port)
     if grpc_port is not None:
         if grpc_port == port:
-            raise UserError(f"`--grpc-port` must differ from `--port` ({port})")
-        server.check_address_free(host, grpc_port)
+            raise UserError(f"`grpc_port` must differ from `port` ({port})")
+        server.check_address_free(host, grpc_port, "grpc_port")
     classifier = loading.load_model(model, trust_model=trust_model)
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(printable(f"imagerec: warning: listening on {host}: anyone who can reach this machine can use the "

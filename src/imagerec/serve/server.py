@@ -124,12 +124,13 @@ class HeaderDeadlineProtocol(H11Protocol):
         self.transport.close()
 
 
-def check_address_free(host: str, port: int) -> None:
-    """UserError when this process cannot listen on host:port (a name that does not resolve, a busy port)."""
+def check_address_free(host: str, port: int, option: str = "port") -> None:
+    """UserError when this process cannot listen on host:port (a name that does not resolve, a busy port);
+    `option` is the argument the port came from, for the message."""
     import socket
 
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        raise UserError(f"`port` must be a port number from 1 to 65535, got {port!r}")
+        raise UserError(f"`{option}` must be a port number from 1 to 65535, got {port!r}")
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as error:

@@ -11,7 +11,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 class ServeMetrics:
     """What the server counts. Stages of `imagerec_request_duration_seconds`: `admission` (waiting for a work slot),
     `queue` (waiting for the model thread), `inference` (the model call a request was part of), `total` (from
-    arrival to the answer starting)."""
+    arrival to the last byte of the answer handed to the server)."""
 
     def __init__(self, admission):
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram

@@ -109,16 +109,16 @@ async def _batch(state, request, deadline: float) -> np.ndarray:
     tensor = request.inputs[name]
     value = await dataplane.in_worker(state, lambda: tensor_protos.tensor_to_array(
         tensor, name, limits.max_instances * int(np.prod(input_shape))))
-    expected = "[N]" if isinstance(value, list) else f"[N, {', '.join(map(str, input_shape))}]"
-    shape = [len(value)] if isinstance(value, list) else list(value.shape)
-    if (len(shape) != (1 if isinstance(value, list) else 1 + len(input_shape))
-            or tuple(shape[1:]) != (() if isinstance(value, list) else input_shape)):
+    files = isinstance(value, list)  # DT_STRING: image files, shape [N]
+    shape, item_shape = ([len(value)], ()) if files else (list(value.shape), input_shape)
+    if len(shape) != 1 + len(item_shape) or tuple(shape[1:]) != item_shape:
+        expected = "[N]" if files else f"[N, {', '.join(map(str, input_shape))}]"
         raise RequestError(400, f"input {name!r} has shape {shape}; this model takes {expected}")
     if not 1 <= shape[0] <= limits.max_instances:
         raise RequestError(400, f"input {name!r} has {shape[0]} images; from 1 to {limits.max_instances} are taken")
-    if isinstance(value, list):
-        files = [(f"{name}[{index}]", content) for index, content in enumerate(value)]
-        return (await dataplane.decode(state, files, deadline)).astype(np.float32)
+    if files:
+        contents = [(f"{name}[{index}]", content) for index, content in enumerate(value)]
+        return (await dataplane.decode(state, contents, deadline)).astype(np.float32)
     return await dataplane.in_worker(state, lambda: inputs.checked_pixels(value, f"input {name!r}"))
 
 
